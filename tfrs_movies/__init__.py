@@ -1,0 +1,14 @@
+"""tfrs_movies: movie recommendation with TensorFlow Recommenders.
+
+TFRS 0.7.7 is written against Keras 2, so the legacy Keras (tf-keras) must be selected *before*
+TensorFlow is first imported anywhere in the process. Importing this package does that, so users
+never have to set ``TF_USE_LEGACY_KERAS`` themselves.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# TensorFlow's C++ start-up chatter hides the one line the user needs; keep warnings and errors.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

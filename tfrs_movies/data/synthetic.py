@@ -1,0 +1,232 @@
+"""A synthetic movie world with planted structure, in the canonical schema.
+
+The format writers in :mod:`tfrs_movies.data.synth_formats` turn one world into the files of any supported
+format, so loaders, splits and models can be tested without the real (non-redistributable) datasets.
+
+What is planted, so that a model can learn it and tests can check that it did:
+- latent tastes: every user and movie has a ``dim``-dimensional factor; ratings and choices follow u.v;
+- genre effects: a movie's factor is mostly the mean of its genres' factors, and genres shift ratings;
+- user features that matter: age, gender and occupation each add a learned-looking offset to the user
+  factor, so demographics predict taste;
+- popularity skew: movies have Zipf-like popularity that drives what gets watched;
+- a time order: each user watches movies roughly in release order across their active window, so the
+  next movie is predictable from the previous ones (the sequence model's signal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tfrs_movies import schema as S
+
+ML_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+OCCUPATIONS = (
+    "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive", "healthcare",
+    "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer", "retired", "salesman",
+    "scientist", "student", "technician", "writer",
+)  # fmt: skip
+_ADJECTIVES = (
+    "Silent", "Golden", "Last", "Broken", "Hidden", "Wild", "Dark", "Bright", "Lost", "Secret", "Crimson",
+    "Frozen", "Electric", "Midnight", "Little", "Great", "Strange", "Distant", "Quiet", "Burning",
+)  # fmt: skip
+_NOUNS = (
+    "River", "Empire", "Garden", "Stranger", "Horizon", "Promise", "Machine", "Island", "Kingdom", "Letter",
+    "Shadow", "Voyage", "Mirror", "Summer", "Station", "Orchard", "Witness", "Harbor", "Circus", "Engine",
+)  # fmt: skip
+_FIRST = ("Ana", "Boris", "Chloé", "Dev", "Emil", "Fatima", "Greta", "Hiro", "Inès", "Jonas", "Kofi", "Lena")
+_LAST = ("Moreau", "Nakamura", "Okafor", "Petrov", "Quinn", "Rossi", "Søndergaard", "Tanaka", "Urquhart")
+_TAG_WORDS = ("atmospheric", "twist ending", "dark comedy", "based on a book", "visually appealing",
+              "slow, but worth it", "quirky", "classic", "Oscar (Best Picture)", "sci-fi", "romance", "funny")
+
+
+@dataclass
+class World:
+    """A generated dataset plus its hidden truth (for tests that check a model found the structure)."""
+
+    dataset: S.Dataset
+    user_factors: np.ndarray  # (n_users, dim), row i is user id i+1
+    movie_factors: np.ndarray  # (n_movies, dim), row j is movie id j+1
+    genre_factors: np.ndarray  # (n_genres, dim)
+
+
+def _titles(rng: np.random.Generator, years: np.ndarray) -> list[str]:
+    """Unique titles in MovieLens style, with the odd cases real files have."""
+    titles, seen = [], set()
+    for j, year in enumerate(years):
+        base = f"{_ADJECTIVES[rng.integers(len(_ADJECTIVES))]} {_NOUNS[rng.integers(len(_NOUNS))]}"
+        kind = j % 11
+        if kind == 3:
+            base = f"{base}, The"  # MovieLens moves leading articles to the end
+        elif kind == 5:
+            base = f"{base}: Part {j % 4 + 2}"
+        elif kind == 7:
+            base = f"Misérables {base}"  # non-ASCII, latin-1 encodable
+        elif kind == 9:
+            base = f"{base}, {_NOUNS[j % len(_NOUNS)]} and \"{_ADJECTIVES[j % len(_ADJECTIVES)]}\""
+        name = base
+        k = 2
+        while (name, year) in seen:
+            name = f"{base} {k}"
+            k += 1
+        seen.add((name, year))
+        titles.append(f"{name} ({int(year)})")
+    return titles
+
+
+def generate_world(
+    n_users: int = 300,
+    n_movies: int = 400,
+    n_ratings: int = 20_000,
+    seed: int = 0,
+    *,
+    genres: tuple[str, ...] = ML_GENRES,
+    dim: int = 8,
+    min_ratings_per_user: int = 20,
+    half_stars: bool = False,
+    name: str = "synthetic",
+) -> World:
+    """Generate a world of about ``n_ratings`` ratings (every user gets at least ``min_ratings_per_user``).
+
+    Deterministic for a given argument set. Users are ids 1..n_users, movies 1..n_movies; a writer may
+    remap ids (Netflix customer ids are not contiguous).
+    """
+    if n_movies < min_ratings_per_user:
+        raise ValueError(f"n_movies ({n_movies}) must be at least min_ratings_per_user ({min_ratings_per_user})")
+    rng = np.random.default_rng(seed)
+    n_genres = len(genres)
+
+    # Movies: 1-3 genres each (never the placeholder "unknown" when the vocabulary has real ones), a year.
+    genre_factors = rng.normal(0, 1, (n_genres, dim))
+    genre_bias = rng.normal(0, 0.25, n_genres)
+    first_real = 1 if genres and genres[0] == "unknown" else 0
+    movie_genres = []
+    for _ in range(n_movies):
+        k = rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15])
+        movie_genres.append(tuple(sorted(rng.choice(np.arange(first_real, n_genres), k, replace=False))))
+    genre_mean = np.stack([genre_factors[list(g)].mean(0) for g in movie_genres])
+    movie_factors = 0.8 * genre_mean + 0.5 * rng.normal(0, 1, (n_movies, dim))
+    years = np.clip(np.round(rng.normal(1990, 12, n_movies)), 1925, 2019).astype(int)
+    popularity = rng.zipf(1.6, n_movies).astype(float)
+    log_pop = np.log(np.minimum(popularity, 500.0))
+    movie_bias = 0.3 * log_pop / log_pop.max() + rng.normal(0, 0.3, n_movies)
+    movie_bias += np.array([genre_bias[list(g)].mean() for g in movie_genres])
+
+    # Users: demographics shift the taste factor, so features carry signal for cold start.
+    ages = np.clip(np.round(rng.normal(32, 11, n_users)), 7, 73).astype(int)
+    genders = rng.choice(["M", "F"], n_users, p=[0.7, 0.3])
+    occ_idx = rng.integers(0, len(OCCUPATIONS), n_users)
+    occ_factors = rng.normal(0, 0.6, (len(OCCUPATIONS), dim))
+    gender_factors = rng.normal(0, 0.6, (2, dim))
+    age_direction = rng.normal(0, 0.6, dim)
+    age_z = (ages - 32) / 11
+    user_factors = (
+        occ_factors[occ_idx]
+        + gender_factors[(genders == "F").astype(int)]
+        + age_z[:, None] * age_direction
+        + 0.7 * rng.normal(0, 1, (n_users, dim))
+    ) / np.sqrt(dim)
+    user_bias = rng.normal(0, 0.35, n_users)
+
+    # How many each user rates: heavy-tailed, at least the minimum, summing to about n_ratings.
+    extra = max(n_ratings - n_users * min_ratings_per_user, 0)
+    weights = rng.lognormal(0, 1.0, n_users)
+    counts = min_ratings_per_user + np.floor(extra * weights / weights.sum()).astype(int)
+    counts = np.minimum(counts, n_movies)
+
+    # Choices: Gumbel top-k over log-popularity + taste, chunked over users to bound memory.
+    affinity_scale = 1.5
+    users_out, movies_out = [], []
+    chunk = max(1, 4_000_000 // n_movies)
+    for start in range(0, n_users, chunk):
+        stop = min(start + chunk, n_users)
+        logits = log_pop[None, :] + affinity_scale * user_factors[start:stop] @ movie_factors.T
+        logits += rng.gumbel(size=logits.shape)
+        for row, u in enumerate(range(start, stop)):
+            top = np.argpartition(-logits[row], counts[u] - 1)[: counts[u]]
+            users_out.append(np.full(counts[u], u, dtype=np.int64))
+            movies_out.append(top.astype(np.int64))
+    u_idx = np.concatenate(users_out)
+    m_idx = np.concatenate(movies_out)
+
+    # Ratings: biases + taste + noise, on the rating scale.
+    # Users choose what they expect to like, so the taste term is standardised over the chosen pairs to
+    # keep the rating histogram close to MovieLens's (mean about 3.5, mode 4).
+    taste = np.einsum("ij,ij->i", user_factors[u_idx], movie_factors[m_idx])
+    taste = (taste - taste.mean()) / (taste.std() + 1e-9)
+    raw = 3.45 + user_bias[u_idx] + movie_bias[m_idx] - movie_bias.mean() + 0.6 * taste
+    raw += rng.normal(0, 0.55, len(raw))
+    if half_stars:
+        rating = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
+    else:
+        rating = np.clip(np.round(raw), 1, 5)
+
+    # Time: each user is active over a window; within it they watch roughly in release order.
+    day = 86_400
+    t0 = 874_724_710  # about ML-100K's first timestamp (Sept 1997)
+    span = 7 * 365 * day
+    user_start = t0 + (rng.random(n_users) * 0.8 * span).astype(np.int64)
+    user_len = (rng.random(n_users) * 0.2 * span + 30 * day).astype(np.int64)
+    order_key = years[m_idx] + rng.normal(0, 3.0, len(m_idx))
+    order = np.lexsort((order_key, u_idx))
+    u_idx, m_idx, rating = u_idx[order], m_idx[order], rating[order]
+    pos = np.arange(len(u_idx)) - np.repeat(np.cumsum(counts) - counts, counts)
+    frac = pos / np.maximum(counts[u_idx] - 1, 1)
+    timestamp = user_start[u_idx] + (frac * user_len[u_idx]).astype(np.int64) + rng.integers(0, 3600, len(u_idx))
+
+    ratings = S.canonical_ratings(
+        pd.DataFrame({S.USER_ID: u_idx + 1, S.MOVIE_ID: m_idx + 1, S.RATING: rating, S.TIMESTAMP: timestamp})
+    )
+
+    zips = [f"{rng.integers(0, 100000):05d}" for _ in range(n_users)]
+    for i in range(0, n_users, 37):
+        zips[i] = f"T{rng.integers(1, 9)}H{rng.integers(1, 9)}N"  # Canadian-style, not numeric
+    users = pd.DataFrame(
+        {
+            S.USER_ID: np.arange(1, n_users + 1, dtype=np.int64),
+            S.AGE: ages.astype(np.float32),
+            S.GENDER: genders.astype(object),
+            S.OCCUPATION: np.array(OCCUPATIONS, dtype=object)[occ_idx],
+            S.ZIP_CODE: np.array(zips, dtype=object),
+        }
+    )
+
+    titles = _titles(rng, years)
+    directors = [(f"{_FIRST[j % len(_FIRST)]} {_LAST[(j // 3) % len(_LAST)]}",) for j in range(n_movies)]
+    actors = [
+        tuple(f"{_FIRST[(j + k) % len(_FIRST)]} {_LAST[(j * 7 + k) % len(_LAST)]}" for k in range(3))
+        for j in range(n_movies)
+    ]
+    tags = [tuple(rng.choice(_TAG_WORDS, rng.integers(0, 4), replace=False)) for _ in range(n_movies)]
+    movies = pd.DataFrame(
+        {
+            S.MOVIE_ID: np.arange(1, n_movies + 1, dtype=np.int64),
+            S.TITLE: titles,
+            S.YEAR: years.astype(np.float32),
+            S.GENRES: [tuple(genres[g] for g in gs) for gs in movie_genres],
+            S.TAGS: tags,
+            S.IMDB_ID: [f"tt{1_000_000 + 37 * j:07d}" for j in range(n_movies)],
+            S.RUNTIME: np.clip(rng.normal(105, 20, n_movies), 60, 220).round().astype(np.float32),
+            S.IMDB_RATING: np.clip(6.3 + movie_bias + rng.normal(0, 0.3, n_movies), 1, 10).round(1).astype(
+                np.float32
+            ),
+            S.IMDB_VOTES: (popularity * 250).astype(np.float32),
+            S.DIRECTORS: directors,
+            S.ACTORS: actors,
+        }
+    )
+    dataset = S.Dataset(
+        name=name,
+        ratings=ratings,
+        movies=movies,
+        users=users,
+        rating_scale=(0.5, 5.0) if half_stars else (1.0, 5.0),
+        genres=tuple(genres),
+        report={"source": f"generated (seed {seed})"},
+    )
+    return World(dataset, user_factors, movie_factors, genre_factors)
