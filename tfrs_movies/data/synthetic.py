@@ -41,8 +41,20 @@ _NOUNS = (
 )  # fmt: skip
 _FIRST = ("Ana", "Boris", "Chloé", "Dev", "Emil", "Fatima", "Greta", "Hiro", "Inès", "Jonas", "Kofi", "Lena")
 _LAST = ("Moreau", "Nakamura", "Okafor", "Petrov", "Quinn", "Rossi", "Søndergaard", "Tanaka", "Urquhart")
-_TAG_WORDS = ("atmospheric", "twist ending", "dark comedy", "based on a book", "visually appealing",
-              "slow, but worth it", "quirky", "classic", "Oscar (Best Picture)", "sci-fi", "romance", "funny")
+_TAG_WORDS = (
+    "atmospheric",
+    "twist ending",
+    "dark comedy",
+    "based on a book",
+    "visually appealing",
+    "slow, but worth it",
+    "quirky",
+    "classic",
+    "Oscar (Best Picture)",
+    "sci-fi",
+    "romance",
+    "funny",
+)
 
 
 @dataclass
@@ -68,7 +80,7 @@ def _titles(rng: np.random.Generator, years: np.ndarray) -> list[str]:
         elif kind == 7:
             base = f"Misérables {base}"  # non-ASCII, latin-1 encodable
         elif kind == 9:
-            base = f"{base}, {_NOUNS[j % len(_NOUNS)]} and \"{_ADJECTIVES[j % len(_ADJECTIVES)]}\""
+            base = f'{base}, {_NOUNS[j % len(_NOUNS)]} and "{_ADJECTIVES[j % len(_ADJECTIVES)]}"'
         name = base
         k = 2
         while (name, year) in seen:
@@ -97,7 +109,9 @@ def generate_world(
     remap ids (Netflix customer ids are not contiguous).
     """
     if n_movies < min_ratings_per_user:
-        raise ValueError(f"n_movies ({n_movies}) must be at least min_ratings_per_user ({min_ratings_per_user})")
+        raise ValueError(
+            f"n_movies ({n_movies}) must be at least min_ratings_per_user ({min_ratings_per_user})"
+        )
     rng = np.random.default_rng(seed)
     n_genres = len(genres)
 
@@ -177,7 +191,9 @@ def generate_world(
     u_idx, m_idx, rating = u_idx[order], m_idx[order], rating[order]
     pos = np.arange(len(u_idx)) - np.repeat(np.cumsum(counts) - counts, counts)
     frac = pos / np.maximum(counts[u_idx] - 1, 1)
-    timestamp = user_start[u_idx] + (frac * user_len[u_idx]).astype(np.int64) + rng.integers(0, 3600, len(u_idx))
+    timestamp = (
+        user_start[u_idx] + (frac * user_len[u_idx]).astype(np.int64) + rng.integers(0, 3600, len(u_idx))
+    )
 
     ratings = S.canonical_ratings(
         pd.DataFrame({S.USER_ID: u_idx + 1, S.MOVIE_ID: m_idx + 1, S.RATING: rating, S.TIMESTAMP: timestamp})
@@ -212,9 +228,9 @@ def generate_world(
             S.TAGS: tags,
             S.IMDB_ID: [f"tt{1_000_000 + 37 * j:07d}" for j in range(n_movies)],
             S.RUNTIME: np.clip(rng.normal(105, 20, n_movies), 60, 220).round().astype(np.float32),
-            S.IMDB_RATING: np.clip(6.3 + movie_bias + rng.normal(0, 0.3, n_movies), 1, 10).round(1).astype(
-                np.float32
-            ),
+            S.IMDB_RATING: np.clip(6.3 + movie_bias + rng.normal(0, 0.3, n_movies), 1, 10)
+            .round(1)
+            .astype(np.float32),
             S.IMDB_VOTES: (popularity * 250).astype(np.float32),
             S.DIRECTORS: directors,
             S.ACTORS: actors,

@@ -1,0 +1,217 @@
+"""One layered configuration: built-in defaults < a YAML file < ``--set key=value`` overrides.
+
+Every key the project understands is in :data:`DEFAULTS`; anything else is an error that names the key
+(with a suggestion when it looks like a typo). Values are checked against the type of their default, or
+against :data:`_CHOICES` / :data:`_NULLABLE` where a default alone cannot say what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tfrs_movies.schema import DATASET_NAMES
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 42,
+    "run_dir": None,  # None: runs/<dataset>-<model>-<time>
+    "data": {
+        "name": "ml-100k",
+        "dir": None,  # None: --data-dir, $TFRS_MOVIES_DATA, data/, ../shared/data, download, else synthetic
+        "on_bad_lines": "error",
+        "download": True,
+        "imdb_dir": None,
+        "split": {
+            "kind": "random",
+            "train": None,  # files split: e.g. u1.base (relative to data.dir unless absolute)
+            "test": None,
+            "test_fraction": 0.2,
+            "min_ratings": 5,
+            "seed": 42,
+            "validation_fraction": 0.1,
+        },
+        "synthetic": {"users": 300, "movies": 400, "ratings": 20000, "seed": 0},
+    },
+    "model": {
+        "name": "retrieval",
+        "embedding_dim": 64,
+        "user_layers": [],
+        "movie_layers": [],
+        "temperature": 0.1,
+        "similarity": "dot",
+        "remove_accidental_hits": True,
+        "sampling_correction": True,
+        "l2": 0.0,
+    },
+    "train": {
+        "epochs": 10,
+        "batch_size": 1024,
+        "learning_rate": 0.05,
+        "optimizer": "adagrad",
+        "shuffle_buffer": 200_000,
+        "early_stopping": {"metric": "recall@20", "patience": 3, "min_delta": 0.0},
+        "verbose": 1,
+        "factorized_topk": False,
+    },
+    "eval": {"ks": [10, 20], "relevance_threshold": None, "batch_size": 512, "exclude_seen": True},
+}
+
+_CHOICES: dict[str, tuple] = {
+    "data.name": DATASET_NAMES,
+    "data.on_bad_lines": ("error", "skip"),
+    "data.split.kind": ("files", "random", "user_holdout", "leave_last_out", "probe"),
+    "model.similarity": ("dot", "cosine"),
+    "train.optimizer": ("adagrad", "adam", "sgd"),
+}
+# Keys whose default is None, with the types they may hold otherwise.
+_NULLABLE: dict[str, tuple[type, ...]] = {
+    "run_dir": (str,),
+    "data.dir": (str,),
+    "data.imdb_dir": (str,),
+    "data.split.train": (str,),
+    "data.split.test": (str,),
+    "eval.relevance_threshold": (int, float),
+}
+_POSITIVE = {
+    "train.epochs",
+    "train.batch_size",
+    "train.learning_rate",
+    "model.embedding_dim",
+    "eval.batch_size",
+}
+_FRACTIONS = {"data.split.test_fraction", "data.split.validation_fraction"}
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value is not allowed. The message names the key."""
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+_DEFAULT_FLAT = _flatten(DEFAULTS)
+
+
+def _unknown(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(_DEFAULT_FLAT), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _check_value(key: str, value: Any) -> Any:
+    default = _DEFAULT_FLAT[key]
+    if key in _NULLABLE:
+        if value is not None and not isinstance(value, _NULLABLE[key]) or isinstance(value, bool):
+            allowed = " or ".join(t.__name__ for t in _NULLABLE[key])
+            raise ConfigError(f"config key '{key}' must be {allowed} or null, got {value!r}")
+        return value
+    if key in _CHOICES:
+        if value not in _CHOICES[key]:
+            raise ConfigError(f"config key '{key}' must be one of {list(_CHOICES[key])}, got {value!r}")
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        value = float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+    elif isinstance(default, list) and not isinstance(value, list):
+        raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+    if key in _POSITIVE and value <= 0:
+        raise ConfigError(f"config key '{key}' must be positive, got {value!r}")
+    if key in _FRACTIONS and not 0 <= value < 1:
+        raise ConfigError(f"config key '{key}' must be in [0, 1), got {value!r}")
+    return value
+
+
+def _set(tree: dict[str, Any], key: str, value: Any) -> None:
+    if key not in _DEFAULT_FLAT:
+        raise _unknown(key)
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = _check_value(key, value)
+
+
+def merge(base: dict[str, Any], overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return ``base`` updated by the nested ``overrides``, validating every key it touches."""
+    out = copy.deepcopy(base)
+    for key, value in _flatten(overrides, prefix).items():
+        if key not in _DEFAULT_FLAT:
+            # An empty mapping for a section ("early_stopping: {}") is a no-op, not an unknown key.
+            if (
+                isinstance(value, Mapping)
+                and not value
+                and any(k.startswith(key + ".") for k in _DEFAULT_FLAT)
+            ):
+                continue
+            raise _unknown(key)
+        _set(out, key, value)
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.epochs=5"`` -> ``("train.epochs", 5)``; the value is read as YAML (``[64, 32]``, ``null``)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config key '{key}': cannot read value {raw!r}: {err}") from err
+    return key, value
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+) -> dict[str, Any]:
+    """Defaults, then the YAML file at ``path``, then ``overrides`` ("key=value" strings or a mapping)."""
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle) or {}
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        config = merge(config, loaded)
+    items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+    for key, value in items:
+        _set(config, key, value)
+    return config
+
+
+def get(config: Mapping[str, Any], key: str) -> Any:
+    """``get(cfg, "train.epochs")``."""
+    node: Any = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def dump(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False)

@@ -1,0 +1,127 @@
+"""The splits of EVALUATION.md, as plain functions over the canonical ratings frame.
+
+Each returns a :class:`Split`. Validation (for early stopping and tuning) is always carved out of train,
+never out of test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tfrs_movies import schema as S
+
+SPLIT_KINDS = ("files", "random", "user_holdout", "leave_last_out", "probe")
+
+
+@dataclass
+class Split:
+    """Train / validation / test ratings frames (canonical columns); ``valid`` is carved from train."""
+
+    kind: str
+    train: pd.DataFrame
+    test: pd.DataFrame
+    valid: pd.DataFrame | None = None
+
+    def sizes(self) -> dict[str, int]:
+        out = {"train": len(self.train), "test": len(self.test)}
+        if self.valid is not None:
+            out["valid"] = len(self.valid)
+        return out
+
+
+def _rank_within_user(ratings: pd.DataFrame, key: np.ndarray) -> np.ndarray:
+    """0-based position of each row inside its user's rows when ordered by ``key`` (vectorised)."""
+    order = np.lexsort((key, ratings[S.USER_ID].to_numpy()))
+    ranks = np.empty(len(ratings), dtype=np.int64)
+    users_sorted = ratings[S.USER_ID].to_numpy()[order]
+    starts = np.r_[0, np.flatnonzero(users_sorted[1:] != users_sorted[:-1]) + 1]
+    lengths = np.diff(np.r_[starts, len(order)])
+    ranks[order] = np.arange(len(order)) - np.repeat(starts, lengths)
+    return ranks
+
+
+def per_user_random_mask(
+    ratings: pd.DataFrame, fraction: float, seed: int, min_ratings: int = 5
+) -> np.ndarray:
+    """Boolean mask of the held-out rows: per user, a random ``round(fraction * n)`` of their ratings.
+
+    Users with fewer than ``min_ratings`` ratings keep all of them (mask False).
+    """
+    rng = np.random.default_rng(seed)
+    ranks = _rank_within_user(ratings, rng.random(len(ratings)))
+    counts = ratings.groupby(S.USER_ID)[S.USER_ID].transform("size").to_numpy()
+    n_out = np.rint(counts * fraction).astype(np.int64)
+    return (counts >= min_ratings) & (ranks < n_out)
+
+
+def random_split(
+    ratings: pd.DataFrame, test_fraction: float = 0.2, seed: int = 42, min_ratings: int = 5
+) -> Split:
+    """Per user, a random ``test_fraction`` of ratings to test; users with < ``min_ratings`` all in train."""
+    mask = per_user_random_mask(ratings, test_fraction, seed, min_ratings)
+    return Split("random", ratings[~mask].reset_index(drop=True), ratings[mask].reset_index(drop=True))
+
+
+def user_holdout_split(ratings: pd.DataFrame, test_fraction: float = 0.2, seed: int = 42) -> Split:
+    """A random ``test_fraction`` of users go to test with all their ratings (cold-start users)."""
+    users = np.sort(ratings[S.USER_ID].unique())
+    rng = np.random.default_rng(seed)
+    n_test = int(round(len(users) * test_fraction))
+    test_users = rng.choice(users, n_test, replace=False)
+    mask = ratings[S.USER_ID].isin(test_users).to_numpy()
+    return Split("user_holdout", ratings[~mask].reset_index(drop=True), ratings[mask].reset_index(drop=True))
+
+
+def leave_last_out_split(ratings: pd.DataFrame) -> Split:
+    """Per user, by (timestamp, movie id): the last rating is test, the one before validation, the rest train.
+
+    Users with two ratings give one to test and none to validation; users with one keep it in train.
+    """
+    ts = ratings[S.TIMESTAMP].to_numpy()
+    movie = ratings[S.MOVIE_ID].to_numpy()
+    # Reverse rank: 0 = last. lexsort sorts by the last key first, so (movie, ts) orders by ts then movie.
+    order = np.lexsort((-movie, -ts, ratings[S.USER_ID].to_numpy()))
+    rank_from_end = np.empty(len(ratings), dtype=np.int64)
+    users_sorted = ratings[S.USER_ID].to_numpy()[order]
+    starts = np.r_[0, np.flatnonzero(users_sorted[1:] != users_sorted[:-1]) + 1]
+    lengths = np.diff(np.r_[starts, len(order)])
+    rank_from_end[order] = np.arange(len(order)) - np.repeat(starts, lengths)
+    counts = ratings.groupby(S.USER_ID)[S.USER_ID].transform("size").to_numpy()
+    test = (rank_from_end == 0) & (counts >= 2)
+    valid = (rank_from_end == 1) & (counts >= 3)
+    train = ~(test | valid)
+    return Split(
+        "leave_last_out",
+        ratings[train].reset_index(drop=True),
+        ratings[test].reset_index(drop=True),
+        ratings[valid].reset_index(drop=True),
+    )
+
+
+def probe_split(ratings: pd.DataFrame, probe: pd.DataFrame) -> Split:
+    """Netflix: the probe (user, movie) pairs are the test set and are removed from train."""
+    keys = pd.MultiIndex.from_frame(ratings[[S.USER_ID, S.MOVIE_ID]])
+    probe_keys = pd.MultiIndex.from_frame(probe[[S.USER_ID, S.MOVIE_ID]].astype(np.int64))
+    mask = keys.isin(probe_keys)
+    return Split("probe", ratings[~mask].reset_index(drop=True), ratings[mask].reset_index(drop=True))
+
+
+def files_split(train: pd.DataFrame, test: pd.DataFrame) -> Split:
+    """Given train and test frames (read from the dataset's own files, e.g. u1.base / u1.test)."""
+    return Split("files", S.canonical_ratings(train), S.canonical_ratings(test))
+
+
+def with_validation(split: Split, fraction: float = 0.1, seed: int = 42, min_ratings: int = 5) -> Split:
+    """Carve a per-user random validation set out of train (a no-op when the split already has one)."""
+    if split.valid is not None or fraction <= 0:
+        return split
+    mask = per_user_random_mask(split.train, fraction, seed + 1, min_ratings)
+    return Split(
+        split.kind,
+        split.train[~mask].reset_index(drop=True),
+        split.test,
+        split.train[mask].reset_index(drop=True),
+    )
