@@ -60,6 +60,10 @@ class Recommender(abc.ABC):
         self._fit(train, dataset, valid, **kwargs)
         return self
 
+    def update_seen(self, ratings: pd.DataFrame) -> None:
+        """Replace the seen-movies table (e.g. train + validation once training is over)."""
+        self.seen = interaction_matrix(ratings, self.users, self.catalogue)
+
     @abc.abstractmethod
     def _fit(
         self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tfrs_movies import config as C
 from tfrs_movies import schema as S
@@ -120,9 +121,11 @@ def build_split(config: dict[str, Any], dataset: S.Dataset) -> Split:
 def evaluate(model: Any, split: Split, config: dict[str, Any], on: str = "test") -> dict[str, float]:
     """Full-ranking top-N metrics (seen movies removed) and, for rating models, RMSE/MAE."""
     frame = split.test if on == "test" else split.valid
+    # For test, the validation ratings are part of what the user has seen (they come from train).
+    seen = split.train if on != "test" or split.valid is None else pd.concat([split.train, split.valid])
     ev = config["eval"]
     evaluator = FullRankingEvaluator(
-        split.train, frame, model.catalogue, ev["ks"], ev["relevance_threshold"], ev["exclude_seen"]
+        seen, frame, model.catalogue, ev["ks"], ev["relevance_threshold"], ev["exclude_seen"]
     )
     metrics = evaluator.evaluate(model.score, ev["batch_size"])
     if model.predicts_ratings:
@@ -156,6 +159,8 @@ def run_experiment(config: dict[str, Any], say=print) -> ExperimentResult:
     start = time.perf_counter()
     model.fit(split.train, dataset, split.valid, run_dir=run_dir)
     train_seconds = time.perf_counter() - start
+    if split.valid is not None:
+        model.update_seen(pd.concat([split.train, split.valid]))  # served recommendations skip both
 
     metrics: dict[str, Any] = evaluate(model, split, config, "test")
     metrics["train_seconds"] = round(train_seconds, 2)
