@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
         "remove_accidental_hits": True,
         "sampling_correction": True,
         "l2": 0.0,
+        # Model-specific settings (e.g. model.params.hidden for autorec): each model class declares its
+        # own `param_defaults` and rejects keys it does not know, naming them (RecBole-style).
+        "params": {},
     },
     "train": {
         "epochs": 10,
@@ -144,7 +147,14 @@ def _check_value(key: str, value: Any) -> Any:
     return value
 
 
+PARAMS_PREFIX = "model.params."
+
+
 def _set(tree: dict[str, Any], key: str, value: Any) -> None:
+    if key.startswith(PARAMS_PREFIX) and len(key) > len(PARAMS_PREFIX):
+        # Checked by the model class when it is built (it alone knows its parameters).
+        tree["model"]["params"][key[len(PARAMS_PREFIX) :]] = value
+        return
     if key not in _DEFAULT_FLAT:
         raise _unknown(key)
     node = tree
@@ -158,6 +168,9 @@ def merge(base: dict[str, Any], overrides: Mapping[str, Any], prefix: str = "") 
     """Return ``base`` updated by the nested ``overrides``, validating every key it touches."""
     out = copy.deepcopy(base)
     for key, value in _flatten(overrides, prefix).items():
+        if key.startswith(PARAMS_PREFIX):
+            _set(out, key, value)
+            continue
         if key not in _DEFAULT_FLAT:
             # An empty mapping for a section ("early_stopping: {}") is a no-op, not an unknown key.
             if (

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -80,15 +81,37 @@ def read_cached(path: str | Path) -> tuple[pd.DataFrame, dict] | None:
     if not path.is_file():
         return None
     try:
-        meta = pq.read_schema(path).metadata or {}
-        if meta.get(FINGERPRINT_KEY, b"").decode() != _fingerprint_of(path):
-            return None
-        table = pq.read_table(path, use_threads=True)
+        with pq.ParquetFile(path) as parquet:
+            meta = parquet.metadata.metadata or {}  # the file's key-value metadata
+            if meta.get(FINGERPRINT_KEY, b"").decode() != _fingerprint_of(path):
+                return None
+            frame = _read_frame(parquet)
     except (OSError, pa.ArrowException):
         return None
-    info = json.loads(meta.get(INFO_KEY, b"{}"))
-    # self_destruct frees each Arrow column as soon as pandas owns it: peak memory is about one copy.
-    return table.to_pandas(self_destruct=True, split_blocks=True), info
+    return frame, json.loads(meta.get(INFO_KEY, b"{}"))
+
+
+def _read_frame(parquet: pq.ParquetFile) -> pd.DataFrame:
+    """The whole file as a frame, holding little more than the frame itself at the peak.
+
+    Numeric columns are decoded a row group at a time into preallocated numpy arrays (one column per
+    block, no consolidation copy); reading the whole Arrow table and converting it would hold two copies.
+    """
+    schema = parquet.schema_arrow
+    if not all(pa.types.is_integer(f.type) or pa.types.is_floating(f.type) for f in schema):
+        return parquet.read().to_pandas(self_destruct=True, split_blocks=True)
+    n = parquet.metadata.num_rows
+    columns = {f.name: np.empty(n, f.type.to_pandas_dtype()) for f in schema}
+    start = 0
+    for i in range(parquet.num_row_groups):
+        group = parquet.read_row_group(i, use_threads=True)
+        if any(c.null_count for c in group.columns):  # a null cannot live in an int array: generic path
+            return parquet.read().to_pandas(self_destruct=True, split_blocks=True)
+        stop = start + group.num_rows
+        for name, values in columns.items():
+            values[start:stop] = group.column(name).to_numpy()
+        start = stop
+    return pd.DataFrame(columns, copy=False)
 
 
 def _metadata(path: Path, info: dict | None) -> dict[bytes, bytes]:
@@ -100,6 +123,7 @@ def _new_temp_sibling(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp_name, 0o644)  # mkstemp makes it private (0600); a cache is as readable as its data
     return Path(tmp_name)
 
 

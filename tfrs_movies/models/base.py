@@ -37,15 +37,44 @@ class Recommender(abc.ABC):
 
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
+    # This model's own settings (config ``model.params.<key>``), with their defaults.
+    param_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
+        self.params = self.resolve_params(config)
         self.catalogue: np.ndarray = np.empty(0, dtype=np.int64)
         self.users: np.ndarray = np.empty(0, dtype=np.int64)
         self.seen: sp.csr_matrix | None = None
         self.popularity: np.ndarray = np.empty(0, dtype=np.float32)
         self.rating_scale: tuple[float, float] = (1.0, 5.0)
         self.history: dict[str, list[float]] = {}
+
+    @classmethod
+    def resolve_params(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """``param_defaults`` overridden by ``model.params``; an unknown key is a ConfigError naming it."""
+        from tfrs_movies.config import ConfigError
+
+        given = dict(config.get("model", {}).get("params") or {})
+        unknown = sorted(set(given) - set(cls.param_defaults))
+        if unknown:
+            known = ", ".join(sorted(cls.param_defaults)) or "none"
+            raise ConfigError(
+                f"unknown config key 'model.params.{unknown[0]}' for model {cls.name!r} (its params: {known})"
+            )
+        for key, value in given.items():
+            default = cls.param_defaults[key]
+            if (
+                default is not None
+                and not isinstance(value, type(default))
+                and not (
+                    isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+                )
+            ):
+                raise ConfigError(
+                    f"config key 'model.params.{key}' must be {type(default).__name__}, got {value!r}"
+                )
+        return {**cls.param_defaults, **given}
 
     # ----- fitting -------------------------------------------------------------------------------
     def fit(self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None = None, **kwargs: Any):
