@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 from tfrs_movies.models.base import Recommender
 
 _REGISTRY: dict[str, type[Recommender]] = {}
-# Modules that register models on import; imported lazily so that `import tfrs_movies.models`
-# does not pull TensorFlow in for a NumPy baseline.
-_MODULES = ("tfrs_movies.models.retrieval", "tfrs_movies.models.baselines")
+# Modules of tfrs_movies.models that define no model; every other module is imported (lazily, on the
+# first look-up) so that its @register decorators run. Adding a model is adding a module.
+_NOT_MODELS = {"base", "registry", "towers"}
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:
@@ -22,8 +23,11 @@ def register(cls: type[Recommender]) -> type[Recommender]:
 
 
 def _import_all() -> None:
-    for module in _MODULES:
-        importlib.import_module(module)
+    import tfrs_movies.models as package
+
+    for info in pkgutil.walk_packages(package.__path__, prefix="tfrs_movies.models."):
+        if info.name.rsplit(".", 1)[-1] not in _NOT_MODELS:
+            importlib.import_module(info.name)
 
 
 def model_names() -> list[str]:
