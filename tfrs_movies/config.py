@@ -47,6 +47,12 @@ DEFAULTS: dict[str, Any] = {
         "remove_accidental_hits": True,
         "sampling_correction": True,
         "l2": 0.0,
+        "dropout": 0.0,
+        "batch_norm": False,
+        # Side features the towers use, when the dataset has them (see tfrs_movies/features/side.py).
+        "user_features": ["id"],
+        "movie_features": ["id"],
+        "history_length": 50,
         # Model-specific settings (e.g. model.params.hidden for autorec): each model class declares its
         # own `param_defaults` and rejects keys it does not know, naming them (RecBole-style).
         "params": {},

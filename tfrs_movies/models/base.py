@@ -37,6 +37,9 @@ class Recommender(abc.ABC):
 
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
+    # False for models without early stopping: the experiment then fits them on train + validation,
+    # so that no rating of the training files is thrown away.
+    uses_validation: ClassVar[bool] = True
     # This model's own settings (config ``model.params.<key>``), with their defaults.
     param_defaults: ClassVar[dict[str, Any]] = {}
 

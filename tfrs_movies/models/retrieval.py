@@ -1,17 +1,22 @@
-"""TFRS two-tower retrieval: a user tower and a movie tower trained with in-batch softmax.
+"""TFRS two-tower retrieval: a user tower and a movie tower trained with a softmax over candidates.
 
 The loss is TFRS's ``Retrieval`` task: for a batch of (user, movie) pairs, each user's own movie is the
-positive and the other movies of the batch are negatives. Options from the config:
+positive; the other movies of the batch are negatives (``in-batch``), and with
+``model.params.full_softmax`` every catalogue movie is a negative as well (cheap for catalogues of a
+few thousand movies, and a better estimate of the true softmax). Options from the config:
 
 - ``model.temperature``: divides the logits (small values sharpen the softmax);
 - ``model.sampling_correction``: subtracts log(sampling probability) of each in-batch candidate, so
   popular movies are not over-penalised for appearing as negatives more often (logQ correction);
-- ``model.remove_accidental_hits``: a batch negative that is the positive movie is masked out;
-- ``model.similarity``: ``dot`` or ``cosine`` (L2-normalised towers).
+- ``model.remove_accidental_hits``: a negative that is the positive movie is masked out;
+- ``model.similarity``: ``dot`` or ``cosine`` (L2-normalised towers);
+- ``model.user_features`` / ``model.movie_features``: side features for the towers, e.g. the user's
+  watch history (``history``: mean of the embeddings of the movies rated in train).
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +26,19 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_movies import schema as S
-from tfrs_movies.features.pipeline import make_dataset, movies_dataset, ratings_features
-from tfrs_movies.features.preprocessing import ids_as_strings
+from tfrs_movies.features.pipeline import make_dataset, ratings_features
+from tfrs_movies.features.side import FeatureSpace
 from tfrs_movies.models.base import Recommender
 from tfrs_movies.models.registry import register
-from tfrs_movies.models.towers import IdTower
+from tfrs_movies.models.towers import FeatureTower
 
 SAMPLING_PROBABILITY = "sampling_probability"
 
 
 class TwoTowerRetrievalModel(tfrs.Model):
-    """``compute_loss(features)``: features hold ``user_id`` and ``movie_id`` ``(batch,)`` strings, and
-    ``sampling_probability`` ``(batch,)`` float32 when the correction is on."""
+    """``compute_loss(features)``: raw user and movie features of a batch (``user_id``/``movie_id``
+    ``(batch,)`` strings plus side features), and ``sampling_probability`` ``(batch,)`` float32 when the
+    correction is on. ``catalogue`` (all movie features) adds every movie as a negative."""
 
     def __init__(
         self,
@@ -41,35 +47,40 @@ class TwoTowerRetrievalModel(tfrs.Model):
         temperature: float | None = None,
         remove_accidental_hits: bool = True,
         sampling_correction: bool = True,
-        candidates: tf.data.Dataset | None = None,
+        catalogue: dict[str, np.ndarray] | None = None,
+        catalogue_probability: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
         self.sampling_correction = sampling_correction
         self.remove_accidental_hits = remove_accidental_hits
-        metrics = None
-        if candidates is not None:
-            # Logged while training only; it ranks seen movies too, so it is never a headline figure.
-            metrics = tfrs.metrics.FactorizedTopK(
-                candidates=candidates.map(lambda c: (c[S.MOVIE_ID], self.candidate_tower(c[S.MOVIE_ID]))),
-                ks=(10, 50),
-            )
+        self.catalogue = {k: tf.constant(v) for k, v in catalogue.items()} if catalogue else None
+        self.catalogue_probability = (
+            tf.constant(catalogue_probability, tf.float32) if catalogue_probability is not None else None
+        )
         self.task = tfrs.tasks.Retrieval(
-            metrics=metrics, temperature=temperature, remove_accidental_hits=remove_accidental_hits
+            temperature=temperature, remove_accidental_hits=remove_accidental_hits
         )
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        queries = self.query_tower(features[S.USER_ID])
-        candidates = self.candidate_tower(features[S.MOVIE_ID])
+        queries = self.query_tower(features, training=training)
+        candidates = self.candidate_tower(features, training=training)
+        ids = features[S.MOVIE_ID]
+        probability = features[SAMPLING_PROBABILITY] if self.sampling_correction else None
+        if self.catalogue is not None:
+            # Extra negatives: the whole catalogue after the batch's positives (TFRS treats candidates
+            # beyond the number of queries as negatives for every query).
+            candidates = tf.concat([candidates, self.candidate_tower(self.catalogue, training=training)], 0)
+            ids = tf.concat([ids, self.catalogue[S.MOVIE_ID]], 0)
+            if probability is not None:
+                probability = tf.concat([probability, self.catalogue_probability], 0)
         return self.task(
             queries,
             candidates,
-            candidate_sampling_probability=features[SAMPLING_PROBABILITY]
-            if self.sampling_correction
-            else None,
-            candidate_ids=features[S.MOVIE_ID] if self.remove_accidental_hits else None,
-            compute_metrics=not training,
+            candidate_sampling_probability=probability,
+            candidate_ids=ids if self.remove_accidental_hits else None,
+            compute_metrics=False,
         )
 
 
@@ -81,60 +92,87 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
     }[name](learning_rate=learning_rate)
 
 
+def build_towers(config: dict[str, Any], space: FeatureSpace) -> tuple[FeatureTower, FeatureTower]:
+    """The user and movie towers that a config describes, over ``space``'s features."""
+    m = config["model"]
+    common = dict(
+        embedding_dim=m["embedding_dim"], l2=m["l2"], normalize=m["similarity"] == "cosine",
+        dropout=m["dropout"], batch_norm=m["batch_norm"],
+    )  # fmt: skip
+    return (
+        FeatureTower(space, "user", layers=m["user_layers"], name="user_tower", **common),
+        FeatureTower(space, "movie", layers=m["movie_layers"], name="movie_tower", **common),
+    )
+
+
 @register
 class RetrievalRecommender(Recommender):
-    """Two-tower retrieval on user and movie ids; scores are query . candidate."""
+    """Two-tower retrieval; a user's score for a movie is query . candidate."""
 
     name = "retrieval"
+    param_defaults = {"full_softmax": False}
+    contract_params = {}
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         self.model: TwoTowerRetrievalModel | None = None
+        self.space: FeatureSpace | None = None
         self._movie_vectors: np.ndarray | None = None
 
     def _build(self) -> TwoTowerRetrievalModel:
-        m = self.config["model"]
-        cosine = m["similarity"] == "cosine"
-        user_tower = IdTower(
-            self.users, m["embedding_dim"], m["user_layers"], m["l2"], cosine, name="user_tower"
-        )
-        movie_tower = IdTower(
-            self.catalogue, m["embedding_dim"], m["movie_layers"], m["l2"], cosine, name="movie_tower"
-        )
-        candidates = movies_dataset(self.catalogue) if self.config["train"]["factorized_topk"] else None
+        user_tower, movie_tower = build_towers(self.config, self.space)
+        catalogue = self.space.movie_rows(self.catalogue) if self.params["full_softmax"] else None
         model = TwoTowerRetrievalModel(
             user_tower,
             movie_tower,
-            temperature=m["temperature"],
-            remove_accidental_hits=m["remove_accidental_hits"],
-            sampling_correction=m["sampling_correction"],
-            candidates=candidates,
+            temperature=self.config["model"]["temperature"],
+            remove_accidental_hits=self.config["model"]["remove_accidental_hits"],
+            sampling_correction=self.config["model"]["sampling_correction"],
+            catalogue=catalogue,
+            catalogue_probability=np.maximum(self.popularity, 1e-8) if catalogue else None,
         )
         train = self.config["train"]
         model.compile(optimizer=make_optimizer(train["optimizer"], train["learning_rate"]))
         # Build the weights now, so that load_weights and scoring work before any fit.
-        model.query_tower(tf.constant(["0"]))
-        model.candidate_tower(tf.constant(["0"]))
+        model.query_tower(self.space.user_rows(self.users[:1]))
+        model.candidate_tower(self.space.movie_rows(self.catalogue[:1]))
         return model
-
-    def _features(self, ratings: pd.DataFrame) -> dict[str, np.ndarray]:
-        counts = pd.Series(self.popularity, index=self.catalogue)
-        probability = counts.reindex(ratings[S.MOVIE_ID].to_numpy()).fillna(0).to_numpy(np.float32)
-        return ratings_features(ratings, {SAMPLING_PROBABILITY: np.maximum(probability, 1e-8)})
 
     def _fit(
         self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any
     ) -> None:
         from tfrs_movies.training.fit import fit_keras
 
+        m, cfg = self.config["model"], self.config["train"]
         tf.keras.utils.set_random_seed(self.config["seed"])
+        self.space = FeatureSpace.build(
+            dataset,
+            train,
+            self.users,
+            self.catalogue,
+            m["user_features"],
+            m["movie_features"],
+            m["history_length"],
+        )
         self.model = self._build()
-        cfg = self.config["train"]
+        probability = pd.Series(self.popularity, index=self.catalogue).reindex(train[S.MOVIE_ID].to_numpy())
+        features = ratings_features(
+            train, {SAMPLING_PROBABILITY: np.maximum(probability.to_numpy(np.float32), 1e-8)}
+        )
         data = make_dataset(
-            self._features(train), cfg["batch_size"], shuffle=True, seed=self.config["seed"],
+            features,
+            cfg["batch_size"],
+            shuffle=True,
+            seed=self.config["seed"],
             shuffle_buffer=cfg["shuffle_buffer"],
-        )  # fmt: skip
+        ).map(self.space.join, num_parallel_calls=tf.data.AUTOTUNE)
         self.history = fit_keras(self, data, train, valid, **kwargs)
+
+    def update_seen(self, ratings: pd.DataFrame) -> None:
+        """Seen movies and the watch-history feature both come from ``ratings`` from now on."""
+        super().update_seen(ratings)
+        self.space = self.space.with_history(ratings)
+        self.on_weights_changed()
 
     def on_weights_changed(self) -> None:
         """Forget cached movie vectors (called by the training loop after each epoch and on restore)."""
@@ -143,22 +181,26 @@ class RetrievalRecommender(Recommender):
     def movie_embeddings(self) -> np.ndarray:
         if self._movie_vectors is None:
             vectors = [
-                self.model.candidate_tower(batch[S.MOVIE_ID]).numpy()
-                for batch in movies_dataset(self.catalogue)
+                self.model.candidate_tower(self.space.movie_rows(self.catalogue[i : i + 4096])).numpy()
+                for i in range(0, len(self.catalogue), 4096)
             ]
             self._movie_vectors = np.concatenate(vectors).astype(np.float32)
         return self._movie_vectors
 
     def user_embeddings(self, user_ids: np.ndarray) -> np.ndarray:
-        return self.model.query_tower(tf.constant(ids_as_strings(user_ids))).numpy()
+        return self.model.query_tower(self.space.user_rows(np.asarray(user_ids))).numpy()
 
     def _score_known(self, user_index: np.ndarray) -> np.ndarray:
         return self.user_embeddings(self.users[user_index]) @ self.movie_embeddings().T
 
     def _save_state(self, path: Path) -> None:
+        with open(path / "features.pkl", "wb") as handle:
+            pickle.dump(self.space, handle)
         self.model.save_weights(str(path / "weights"))
 
     def _load_state(self, path: Path) -> None:
+        with open(path / "features.pkl", "rb") as handle:
+            self.space = pickle.load(handle)
         self.model = self._build()
         self.model.load_weights(str(path / "weights")).expect_partial()
         self._movie_vectors = None

@@ -157,10 +157,13 @@ def run_experiment(config: dict[str, Any], say=print) -> ExperimentResult:
     say(f"split: {split.kind} " + ", ".join(f"{k} {v:,}" for k, v in split.sizes().items()))
     model = build_model(config)
     start = time.perf_counter()
-    model.fit(split.train, dataset, split.valid, run_dir=run_dir)
+    if model.uses_validation or split.valid is None:
+        model.fit(split.train, dataset, split.valid, run_dir=run_dir)
+        if split.valid is not None:
+            model.update_seen(pd.concat([split.train, split.valid]))  # served recommendations skip both
+    else:  # nothing to early-stop: learn from every training rating
+        model.fit(pd.concat([split.train, split.valid], ignore_index=True), dataset, None, run_dir=run_dir)
     train_seconds = time.perf_counter() - start
-    if split.valid is not None:
-        model.update_seen(pd.concat([split.train, split.valid]))  # served recommendations skip both
 
     metrics: dict[str, Any] = evaluate(model, split, config, "test")
     metrics["train_seconds"] = round(train_seconds, 2)

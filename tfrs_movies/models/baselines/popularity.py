@@ -18,6 +18,7 @@ class PopularityRecommender(Recommender):
     """Scores every movie by its share of train ratings, the same for every user."""
 
     name = "popularity"
+    uses_validation = False
 
     def _fit(
         self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any

@@ -1,0 +1,201 @@
+"""The classic baselines against closed forms on tiny matrices, and against EVALUATION.md on ML-100K."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfrs_movies import schema as S
+from tfrs_movies.config import load_config
+from tfrs_movies.models.baselines import ease as ease_module
+from tfrs_movies.models.baselines.biases import BiasesRecommender
+from tfrs_movies.models.baselines.ease import EASERecommender
+from tfrs_movies.models.baselines.impute import complete_matrix
+from tfrs_movies.models.baselines.svd import truncated_svd
+from tfrs_movies.models.registry import build_model
+
+
+def _frame(matrix: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
+    """Ratings frame of ``matrix[mask]``; user ids 1..n, movie ids 101..100+m."""
+    rows, cols = np.nonzero(mask)
+    return S.canonical_ratings(
+        pd.DataFrame(
+            {
+                S.USER_ID: rows + 1,
+                S.MOVIE_ID: cols + 101,
+                S.RATING: matrix[rows, cols],
+                S.TIMESTAMP: np.zeros(len(rows), dtype=np.int64),
+            }
+        )
+    )
+
+
+def _fit(name: str, ratings: pd.DataFrame, scale=(-100.0, 100.0), **params):
+    """Fit model ``name`` on ``ratings``; a wide rating scale by default so clipping never hides an error."""
+    movies = pd.DataFrame({S.MOVIE_ID: np.sort(ratings[S.MOVIE_ID].unique())})
+    dataset = S.Dataset(name="synthetic", ratings=ratings, movies=movies, rating_scale=scale)
+    config = load_config(None, {"model.name": name, **{f"model.params.{k}": v for k, v in params.items()}})
+    return build_model(config).fit(ratings, dataset)
+
+
+def _low_rank(n: int, m: int, rank: int, seed: int = 0) -> np.ndarray:
+    """An exactly rank-``rank`` (n, m) matrix with entries well inside 1..5 (centred on 3)."""
+    rng = np.random.default_rng(seed)
+    product = rng.standard_normal((n, rank)) @ rng.standard_normal((rank, m))
+    return 3.0 + product / np.abs(product).max()
+
+
+def test_biases_solve_the_regularised_least_squares():
+    rng = np.random.default_rng(1)
+    matrix = rng.integers(1, 6, size=(8, 6)).astype(float)
+    mask = rng.random((8, 6)) < 0.6
+    mask[np.arange(6), np.arange(6)] = True  # every user and movie rated at least once
+    ratings = _frame(matrix, mask)
+    model = _fit("biases", ratings, reg_user=2.0, reg_movie=3.0, iterations=300)
+
+    rows, cols = np.nonzero(mask)
+    mu = matrix[mask].mean()
+    # [one-hot users | one-hot movies] b = r - mu, with sqrt(reg) * I rows appended for the penalty.
+    design = np.zeros((len(rows), 14))
+    design[np.arange(len(rows)), rows] = 1.0
+    design[np.arange(len(rows)), 8 + cols] = 1.0
+    penalty = np.diag(np.r_[np.full(8, np.sqrt(2.0)), np.full(6, np.sqrt(3.0))])
+    solution = np.linalg.lstsq(
+        np.vstack([design, penalty]), np.r_[matrix[mask] - mu, np.zeros(14)], rcond=None
+    )[0]
+    assert model.global_mean == pytest.approx(mu)
+    np.testing.assert_allclose(model.user_bias, solution[:8], atol=1e-8)
+    np.testing.assert_allclose(model.movie_bias, solution[8:], atol=1e-8)
+
+    # Per-pair predictions, with the bias-0 fallback for an unknown user / movie.
+    predicted = model.predict(np.array([1, 1, 999, 999]), np.array([102, 999, 102, 999]))
+    expected = [mu + solution[0] + solution[9], mu + solution[0], mu + solution[9], mu]
+    np.testing.assert_allclose(predicted, expected, rtol=1e-5)
+
+
+def test_biases_with_no_regularisation_fit_an_additive_matrix_exactly():
+    user, movie = np.array([0.5, -0.5, 1.0, 0.0]), np.array([0.2, -0.4, 0.6])
+    matrix = 3.0 + user[:, None] + movie[None, :]
+    model = _fit("biases", _frame(matrix, np.ones_like(matrix, bool)), reg_user=0.0, reg_movie=0.0)
+    np.testing.assert_allclose(model.score(np.arange(1, 5)), matrix, atol=1e-5)
+
+
+def test_predictions_are_clipped_to_the_rating_scale():
+    matrix = np.array([[5.0, 5.0], [1.0, 1.0]])
+    model = _fit("biases", _frame(matrix, np.ones_like(matrix, bool)), scale=(2.0, 4.0), reg_user=0.0)
+    assert model.predict(np.array([1, 2]), np.array([101, 101])).tolist() == [4.0, 2.0]
+
+
+def test_svd_at_full_rank_reproduces_a_complete_matrix():
+    rng = np.random.default_rng(2)
+    matrix = rng.integers(1, 6, size=(12, 9)).astype(float)
+    ratings = _frame(matrix, np.ones_like(matrix, bool))
+    model = _fit("svd", ratings, rank=9)
+    predicted = model.predict(ratings[S.USER_ID].to_numpy(), ratings[S.MOVIE_ID].to_numpy())
+    np.testing.assert_allclose(predicted, ratings[S.RATING].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(model.score(np.arange(1, 13)), matrix, atol=1e-4)
+
+
+def test_truncated_svd_sparse_path_matches_dense():
+    import scipy.sparse as sp
+
+    matrix = np.random.default_rng(3).standard_normal((30, 20))
+    u, s, v = truncated_svd(sp.csr_matrix(matrix), rank=5)
+    u_dense, s_dense, vt_dense = np.linalg.svd(matrix)
+    np.testing.assert_allclose(s, s_dense[:5], rtol=1e-8)
+    np.testing.assert_allclose((u * s) @ v.T, (u_dense[:, :5] * s_dense[:5]) @ vt_dense[:5], atol=1e-8)
+
+
+def _missing_error(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.linalg.norm((estimate - truth)[~mask]) / np.linalg.norm(truth[~mask]))
+
+
+def test_hard_impute_recovers_an_exactly_low_rank_matrix():
+    rng = np.random.default_rng(4)
+    truth = rng.standard_normal((60, 3)) @ rng.standard_normal((3, 40))
+    mask = rng.random((60, 40)) < 0.7
+    rows, cols = np.nonzero(mask)
+    user, movie, history = complete_matrix(rows, cols, truth[mask], (60, 40), rank=3, tol=1e-12)
+    assert user.shape == (60, 3) and movie.shape == (40, 3)
+    assert _missing_error(user @ movie.T, truth, mask) < 1e-4
+    assert history["train_rmse"][-1] < 1e-5
+
+
+def test_hard_impute_model_recovers_missing_ratings():
+    truth = _low_rank(60, 40, 3, seed=5)
+    mask = np.random.default_rng(5).random((60, 40)) < 0.7
+    # Removing the biases adds at most rank 2 (mu + b_u 1^T + 1 b_i^T), hence rank 5.
+    model = _fit("hard_impute", _frame(truth, mask), rank=5, tol=1e-12, max_iterations=500)
+    assert _missing_error(model.score(np.arange(1, 61)), truth, mask) < 1e-3
+
+
+def test_soft_impute_small_shrinkage_is_close_and_huge_shrinkage_leaves_the_biases():
+    rng = np.random.default_rng(6)
+    truth = rng.standard_normal((60, 3)) @ rng.standard_normal((3, 40))
+    mask = rng.random((60, 40)) < 0.7
+    rows, cols = np.nonzero(mask)
+    user, movie, _ = complete_matrix(rows, cols, truth[mask], (60, 40), rank=10, shrinkage=1.0, tol=1e-9)
+    assert _missing_error(user @ movie.T, truth, mask) < 0.1
+    user, movie, _ = complete_matrix(rows, cols, truth[mask], (60, 40), rank=10, shrinkage=1e6)
+    assert user.shape == (60, 0) and movie.shape == (40, 0)
+
+    ratings = _frame(_low_rank(60, 40, 3, seed=6), mask)
+    soft = _fit("soft_impute", ratings, shrinkage=1e6, reg_user=5.0, reg_movie=2.0)
+    biases = _fit("biases", ratings, reg_user=5.0, reg_movie=2.0)
+    assert soft.user_factors.shape[1] == 0
+    np.testing.assert_allclose(soft.score(soft.users), biases.score(biases.users), atol=1e-6)
+
+
+def test_ease_is_the_closed_form_and_scores_seen_items_too(monkeypatch):
+    rng = np.random.default_rng(7)
+    binary = (rng.random((10, 7)) < 0.4).astype(float)
+    binary[np.arange(7), np.arange(7)] = 1.0  # every movie seen once, every user row non-empty
+    binary[7:, 0] = 1.0
+    ratings = _frame(np.full_like(binary, 4.0), binary > 0)
+    model = _fit("ease", ratings, l2=2.5)
+    assert isinstance(model, EASERecommender)
+
+    inverse = np.linalg.inv(binary.T @ binary + 2.5 * np.eye(7))
+    expected = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights, expected, rtol=1e-5, atol=1e-6)
+
+    users = np.arange(1, 11)
+    scores = model.score(users)
+    np.testing.assert_allclose(scores, binary @ expected, rtol=1e-5, atol=1e-6)  # seen items too
+    grid_users, grid_movies = np.meshgrid(users, np.arange(101, 108), indexing="ij")
+    for gather_cost in (0, 10**6):  # per-pair sums over the history, then whole score rows
+        monkeypatch.setattr(ease_module, "_GATHER_COST", gather_cost)
+        np.testing.assert_allclose(
+            model.predict(grid_users.ravel(), grid_movies.ravel()), scores.ravel(), rtol=1e-5, atol=1e-6
+        )
+    top, _ = model.recommend(users, k=1)  # the base class, not the model, removes seen items
+    assert not binary[np.arange(10), top[:, 0] - 101].any()
+
+
+@pytest.mark.ml100k
+def test_ease_and_biases_reach_the_reference_figures_on_ml100k(ml100k_dir):
+    from tfrs_movies.data.movielens import load_ml100k, read_ratings_file
+    from tfrs_movies.evaluation.metrics import rmse
+    from tfrs_movies.evaluation.ranking import FullRankingEvaluator
+
+    dataset = load_ml100k(ml100k_dir)
+    train = read_ratings_file(ml100k_dir / "u1.base", "ml-100k")
+    test = read_ratings_file(ml100k_dir / "u1.test", "ml-100k")
+
+    ease = build_model(load_config(None, {"model.name": "ease", "model.params.l2": 400.0}))
+    ease.fit(train, dataset)
+    figures = FullRankingEvaluator(train, test, ease.catalogue, ks=[10, 20]).evaluate(ease.score)
+    assert figures["recall@20"] == pytest.approx(0.3072, abs=1e-3)
+    assert figures["ndcg@10"] == pytest.approx(0.5659, abs=1e-3)
+
+    surprise = {"model.params.reg_user": 15.0, "model.params.reg_movie": 10.0}  # BaselineOnly's ALS
+    figures = []
+    for overrides in [{}, surprise]:
+        biases = build_model(load_config(None, {"model.name": "biases", **overrides})).fit(train, dataset)
+        assert isinstance(biases, BiasesRecommender)
+        predicted = biases.predict(test[S.USER_ID].to_numpy(), test[S.MOVIE_ID].to_numpy())
+        figures.append(rmse(test[S.RATING].to_numpy(), predicted, biases.rating_scale))
+    assert figures[0] < 0.96
+    assert figures[1] == pytest.approx(0.9599, abs=5e-4)  # EVALUATION.md's Surprise BaselineOnly

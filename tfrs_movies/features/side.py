@@ -1,0 +1,282 @@
+"""Side features: which ones a dataset has, their per-user / per-movie tables, and the in-graph join.
+
+Ratings batches carry only ids. :meth:`FeatureSpace.join` (a ``tf.data`` map applied after batching)
+looks each id up in constant tables and adds the raw side features, so a batch holds, for ``B`` rows:
+
+user side  ``user_id`` (B,) str, ``gender``/``occupation``/``zip_prefix``/``age_bucket`` (B,) str,
+           ``age`` (B,) float32, ``history`` (B, L) str movie ids watched in train ("" padding)
+movie side ``movie_id`` (B,) str, ``genres`` (B, G) str, ``year`` (B,) float32, ``title`` (B,) str,
+           ``tags`` (B, T) str, ``runtime``/``imdb_rating`` (B,) float32, ``people`` (B, P) str
+           (directors and leading actors)
+
+The towers take exactly these raw features, so an exported model serves raw features too. A feature the
+dataset lacks (ml-latest has no demographics, Netflix no genres) is left out with one line saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_movies import schema as S
+from tfrs_movies.features.preprocessing import fill_missing, ids_as_strings
+
+log = logging.getLogger(__name__)
+
+USER_FEATURES = ("id", "gender", "occupation", "age", "zip", "history")
+MOVIE_FEATURES = ("id", "genres", "year", "title", "tags", "imdb")
+
+# Raw feature names in batches (ids use the schema's column names).
+GENDER, OCCUPATION, AGE, AGE_BUCKET, ZIP_PREFIX, HISTORY = (
+    "gender", "occupation", "age", "age_bucket", "zip_prefix", "history",
+)  # fmt: skip
+GENRES, YEAR, TITLE, TAGS, RUNTIME, IMDB_RATING, PEOPLE = (
+    "genres", "year", "title", "tags", "runtime", "imdb_rating", "people",
+)  # fmt: skip
+AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
+
+
+def _pad(rows: Sequence[Sequence[str]], width: int) -> np.ndarray:
+    out = np.full((len(rows), max(width, 1)), "", dtype=object)
+    for i, row in enumerate(rows):
+        values = [str(v) for v in row][:width]
+        out[i, : len(values)] = values
+    return out
+
+
+def _history_table(ratings: pd.DataFrame, users: np.ndarray, length: int) -> np.ndarray:
+    """(len(users), length) movie ids: each user's ``length`` most recent ratings, "" padded."""
+    ordered = ratings.sort_values([S.USER_ID, S.TIMESTAMP, S.MOVIE_ID])
+    recent = ordered.groupby(S.USER_ID)[S.MOVIE_ID].apply(lambda s: s.to_numpy()[-length:])
+    rows = recent.reindex(users)
+    return _pad([ids_as_strings(r) if isinstance(r, np.ndarray) else [] for r in rows], length)
+
+
+def age_bucket(ages: np.ndarray) -> np.ndarray:
+    """Ages to ML-1M-style bucket labels ("<18", "18-24", ..., "56+"); NaN -> "" (unknown)."""
+    labels = np.array(["<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"], dtype=object)
+    ages = np.asarray(ages, dtype=np.float64)
+    out = labels[np.searchsorted(AGE_BUCKETS, np.nan_to_num(ages, nan=0.0), side="right")]
+    return np.where(np.isnan(ages), "", out).astype(object)
+
+
+@dataclass
+class FeatureSpace:
+    """The side features in use and their tables, aligned with ``users`` and ``movies`` (sorted ids)."""
+
+    users: np.ndarray
+    movies: np.ndarray
+    user_table: dict[str, np.ndarray] = field(default_factory=dict)
+    movie_table: dict[str, np.ndarray] = field(default_factory=dict)
+    user_features: tuple[str, ...] = ("id",)
+    movie_features: tuple[str, ...] = ("id",)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        dataset: S.Dataset,
+        train: pd.DataFrame,
+        users: np.ndarray,
+        movies: np.ndarray,
+        user_features: Sequence[str] = ("id",),
+        movie_features: Sequence[str] = ("id",),
+        history_length: int = 50,
+    ) -> FeatureSpace:
+        """Tables for the requested features that ``dataset`` has; ``history`` is built from ``train``
+        (the ``history_length`` most recent movies per user, so no test rating ever leaks in)."""
+        for name in user_features:
+            if name not in USER_FEATURES:
+                raise ValueError(f"unknown user feature {name!r}; known: {', '.join(USER_FEATURES)}")
+        for name in movie_features:
+            if name not in MOVIE_FEATURES:
+                raise ValueError(f"unknown movie feature {name!r}; known: {', '.join(MOVIE_FEATURES)}")
+        space = cls(users=np.asarray(users), movies=np.asarray(movies))
+        space._build_users(dataset, train, tuple(user_features), history_length)
+        space._build_movies(dataset, tuple(movie_features))
+        for note in space.notes:
+            log.warning(note)
+        return space
+
+    def _build_users(
+        self, dataset: S.Dataset, train: pd.DataFrame, wanted: tuple[str, ...], length: int
+    ) -> None:
+        frame = dataset.users.set_index(S.USER_ID).reindex(self.users) if len(dataset.users) else None
+        used = ["id"] if "id" in wanted else []
+        for name, column in (("gender", S.GENDER), ("occupation", S.OCCUPATION), ("zip", S.ZIP_CODE)):
+            if name not in wanted:
+                continue
+            if frame is None or frame[column].fillna("").astype(str).str.len().eq(0).all():
+                self.notes.append(f"user feature {name!r}: {dataset.name} has none, left out")
+                continue
+            values = frame[column].fillna("").astype(str).to_numpy(object)
+            if name == "zip":
+                # The first digit is a US region; non-numeric (e.g. Canadian "T8H1N") keep their letter.
+                values = np.array([v[:1] for v in values], dtype=object)
+                self.user_table[ZIP_PREFIX] = values
+            else:
+                self.user_table[{"gender": GENDER, "occupation": OCCUPATION}[name]] = values
+            used.append(name)
+        if "age" in wanted:
+            if frame is None or frame[S.AGE].isna().all():
+                self.notes.append(f"user feature 'age': {dataset.name} has none, left out")
+            else:
+                ages = frame[S.AGE].to_numpy(np.float32)
+                self.user_table[AGE] = fill_missing(ages)[0]
+                self.user_table[AGE_BUCKET] = age_bucket(ages)
+                used.append("age")
+        if "history" in wanted:
+            self.user_table[HISTORY] = _history_table(train, self.users, length)
+            used.append("history")
+        self.user_features = tuple(used)
+
+    def _build_movies(self, dataset: S.Dataset, wanted: tuple[str, ...]) -> None:
+        frame = dataset.movies.set_index(S.MOVIE_ID).reindex(self.movies)
+        used = ["id"] if "id" in wanted else []
+
+        def has(column: str) -> bool:
+            return column in frame.columns and frame[column].notna().any()
+
+        def tuples(column: str) -> list:
+            return [v if isinstance(v, (tuple, list, np.ndarray)) else () for v in frame[column]]
+
+        if "genres" in wanted:
+            if has(S.GENRES) and any(len(g) for g in tuples(S.GENRES)):
+                self.movie_table[GENRES] = _pad(tuples(S.GENRES), 6)
+                used.append("genres")
+            else:
+                self.notes.append(f"movie feature 'genres': {dataset.name} has none, left out")
+        if "year" in wanted:
+            if has(S.YEAR):
+                self.movie_table[YEAR] = fill_missing(frame[S.YEAR].to_numpy(np.float32))[0]
+                used.append("year")
+            else:
+                self.notes.append(f"movie feature 'year': {dataset.name} has none, left out")
+        if "title" in wanted:
+            if has(S.TITLE):
+                self.movie_table[TITLE] = frame[S.TITLE].fillna("").astype(str).to_numpy(object)
+                used.append("title")
+            else:
+                self.notes.append(f"movie feature 'title': {dataset.name} has none, left out")
+        if "tags" in wanted:
+            if has(S.TAGS) and any(len(t) for t in tuples(S.TAGS)):
+                self.movie_table[TAGS] = _pad(tuples(S.TAGS), 10)
+                used.append("tags")
+            else:
+                self.notes.append(f"movie feature 'tags': {dataset.name} has none, left out")
+        if "imdb" in wanted:
+            if has(S.RUNTIME) or has(S.DIRECTORS):
+                for column, key in ((S.RUNTIME, RUNTIME), (S.IMDB_RATING, IMDB_RATING)):
+                    values = (
+                        frame[column].to_numpy(np.float32) if column in frame else np.full(len(frame), np.nan)
+                    )
+                    self.movie_table[key] = fill_missing(values)[0]
+                people = [
+                    tuple(d)[:2] + tuple(a)[:3]
+                    for d, a in zip(
+                        tuples(S.DIRECTORS) if S.DIRECTORS in frame else [()] * len(frame),
+                        tuples(S.ACTORS) if S.ACTORS in frame else [()] * len(frame),
+                        strict=True,
+                    )
+                ]
+                self.movie_table[PEOPLE] = _pad(people, 5)
+                used.append("imdb")
+            else:
+                self.notes.append(f"movie feature 'imdb': {dataset.name} has no IMDb columns, left out")
+        self.movie_features = tuple(used)
+
+    def with_history(self, ratings: pd.DataFrame, length: int | None = None) -> FeatureSpace:
+        """A copy whose ``history`` table is rebuilt from ``ratings`` (e.g. train + validation)."""
+        import copy
+
+        out = copy.copy(self)
+        out.user_table = dict(self.user_table)
+        if HISTORY in self.user_table:
+            width = length or self.user_table[HISTORY].shape[1]
+            out.user_table[HISTORY] = _history_table(ratings, self.users, width)
+        out.__dict__.pop("_user_cache", None)
+        return out
+
+    def __getstate__(self) -> dict:
+        # TensorFlow tables are rebuilt on demand; they do not pickle.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_user_cache", "_movie_cache")}
+
+    # ----- lookups ---------------------------------------------------------------------------------
+    def user_rows(self, user_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw user features for ``user_ids`` (numpy); unknown users get empty / mean values."""
+        return _rows(self.users, self.user_table, user_ids, S.USER_ID)
+
+    def movie_rows(self, movie_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw movie features for ``movie_ids`` (numpy); unknown movies get empty / mean values."""
+        return _rows(self.movies, self.movie_table, movie_ids, S.MOVIE_ID)
+
+    def join(
+        self, batch: dict[str, tf.Tensor], sides: Sequence[str] = ("user", "movie")
+    ) -> dict[str, tf.Tensor]:
+        """``tf.data`` map: add the side features of the batch's ``user_id`` / ``movie_id`` in-graph."""
+        out = dict(batch)
+        if "user" in sides and self.user_table:
+            out.update(_gather(self._user_tf(), batch[S.USER_ID]))
+            if HISTORY in out and S.MOVIE_ID in batch:
+                # The target movie is never part of its own history: otherwise the model learns to
+                # recommend what the user already watched, which serving removes anyway.
+                target = tf.expand_dims(batch[S.MOVIE_ID], -1)
+                out[HISTORY] = tf.where(tf.equal(out[HISTORY], target), "", out[HISTORY])
+        if "movie" in sides and self.movie_table:
+            out.update(_gather(self._movie_tf(), batch[S.MOVIE_ID]))
+        return out
+
+    def _user_tf(self):
+        if not hasattr(self, "_user_cache"):
+            self._user_cache = _tf_tables(self.users, self.user_table)
+        return self._user_cache
+
+    def _movie_tf(self):
+        if not hasattr(self, "_movie_cache"):
+            self._movie_cache = _tf_tables(self.movies, self.movie_table)
+        return self._movie_cache
+
+
+def _defaults(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The row an unknown id gets: "" for strings, the column mean for numbers."""
+    out = {}
+    for name, values in table.items():
+        if values.dtype == object:
+            out[name] = np.full(values.shape[1:], "", dtype=object)
+        else:
+            out[name] = np.asarray(values.mean() if len(values) else 0.0, dtype=values.dtype)
+    return out
+
+
+def _rows(ids: np.ndarray, table: dict[str, np.ndarray], wanted: np.ndarray, id_name: str) -> dict:
+    index = pd.Index(ids).get_indexer(np.asarray(wanted).astype(ids.dtype))
+    out = {id_name: ids_as_strings(np.asarray(wanted))}
+    defaults = _defaults(table)
+    for name, values in table.items():
+        padded = np.concatenate([values, defaults[name][None, ...]])
+        out[name] = padded[np.where(index >= 0, index, len(values))]
+    return out
+
+
+def _tf_tables(ids: np.ndarray, table: dict[str, np.ndarray]):
+    lookup = tf.keras.layers.StringLookup(
+        vocabulary=list(ids_as_strings(ids)), num_oov_indices=1, mask_token=None
+    )
+    defaults = _defaults(table)
+    # Row 0 is the unknown-id default (StringLookup's OOV index), rows 1.. follow ``ids``.
+    tensors = {
+        name: tf.constant(np.concatenate([defaults[name][None, ...], values]))
+        for name, values in table.items()
+    }
+    return lookup, tensors
+
+
+def _gather(tables, ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    lookup, tensors = tables
+    rows = lookup(ids)
+    return {name: tf.gather(values, rows) for name, values in tensors.items()}
