@@ -107,14 +107,20 @@ class Recommender(abc.ABC):
         """Scores (len(user_index), len(catalogue)) for users given by their row in ``self.users``."""
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
-        """Scores over the catalogue for any users; unknown users get the popularity scores."""
+        """Scores over the catalogue for any users; users unseen in train go to :meth:`_score_unknown`."""
         user_ids = np.asarray(user_ids).astype(np.int64)
         index = pd.Index(self.users).get_indexer(user_ids)
-        out = np.tile(self.popularity, (len(user_ids), 1)).astype(np.float32)
+        out = np.empty((len(user_ids), len(self.catalogue)), dtype=np.float32)
         known = index >= 0
         if known.any():
             out[known] = self._score_known(index[known])
+        if (~known).any():
+            out[~known] = self._score_unknown(user_ids[~known])
         return out
+
+    def _score_unknown(self, user_ids: np.ndarray) -> np.ndarray:
+        """Cold start: the popularity scores (models with user features override this)."""
+        return np.tile(self.popularity, (len(user_ids), 1)).astype(np.float32)
 
     def predict(self, user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
         """One score per (user, movie) pair; default: read it off :meth:`score` (rating models override)."""

@@ -132,6 +132,8 @@ def evaluate(model: Any, split: Split, config: dict[str, Any], on: str = "test")
         predicted = model.predict(frame[S.USER_ID].to_numpy(), frame[S.MOVIE_ID].to_numpy())
         metrics["rmse"] = rmse(frame[S.RATING].to_numpy(), predicted, clip=model.rating_scale)
         metrics["mae"] = mae(frame[S.RATING].to_numpy(), predicted, clip=model.rating_scale)
+    if hasattr(model, "extra_metrics"):  # e.g. normalised-scale RMSE, or classification accuracy/AUC
+        metrics.update(model.extra_metrics(frame))
     return metrics
 
 
