@@ -30,6 +30,11 @@ def test_run_dir_holds_config_metrics_tensorboard_and_model(run_dir):
     events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     assert {p.parent.name for p in events} >= {"train", "validation", "test"}
     assert (run_dir / "model" / "model.yaml").exists()
+    projector = run_dir / "tensorboard" / "projector"
+    assert (projector / "projector_config.pbtxt").exists()
+    metadata = (projector / "metadata.tsv").read_text(encoding="utf-8").splitlines()
+    assert metadata[0] == "movie_id\ttitle\tgenres" and len(metadata) == 1 + 60
+    assert metadata[1].split("\t")[1].endswith(")")  # a title with its year
 
 
 def test_two_tower_finds_the_planted_taste_structure(tmp_path):

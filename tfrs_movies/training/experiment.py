@@ -176,6 +176,11 @@ def run_experiment(config: dict[str, Any], say=print) -> ExperimentResult:
     atomic_write_json(run_dir / "metrics.json", metrics)
     model.save(run_dir / "model")
 
+    vectors = model.movie_embeddings()
+    if vectors is not None:
+        from tfrs_movies.training.projector import write_movie_projector
+
+        write_movie_projector(run_dir / "tensorboard", model.catalogue, vectors, dataset.movies)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / "test"))
     with writer.as_default():
         for name, value in metrics.items():
