@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     from tfrs_movies.training.experiment import run_experiment
 
     result = run_experiment(config)
-    shown = {k: round(v, 4) for k, v in result.metrics.items() if k in HEADLINE}
+    ks = {f"@{k}" for k in config["eval"]["ks"]}
+    shown = {
+        k: round(v, 4)
+        for k, v in result.metrics.items()
+        if k in HEADLINE or (isinstance(v, float) and any(k.endswith(s) for s in ks) and "coverage" not in k)
+    }
     print(f"test ({result.metrics['users']} users, seen movies removed): {json.dumps(shown)}")
     print(f"run: {result.run_dir}  (tensorboard --logdir {result.run_dir / 'tensorboard'})")
     return 0

@@ -76,6 +76,9 @@ class FeatureSpace:
     user_features: tuple[str, ...] = ("id",)
     movie_features: tuple[str, ...] = ("id",)
     notes: list[str] = field(default_factory=list)
+    # Users with an id embedding (those in train). ``users`` also holds users known only by their
+    # features (e.g. user_holdout test users), so cold-start users are scored from their features.
+    id_users: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -96,7 +99,12 @@ class FeatureSpace:
         for name in movie_features:
             if name not in MOVIE_FEATURES:
                 raise ValueError(f"unknown movie feature {name!r}; known: {', '.join(MOVIE_FEATURES)}")
-        space = cls(users=np.asarray(users), movies=np.asarray(movies))
+        known = dataset.users[S.USER_ID].to_numpy() if len(dataset.users) else np.empty(0, np.int64)
+        space = cls(
+            users=np.union1d(np.asarray(users), known).astype(np.asarray(users).dtype),
+            movies=np.asarray(movies),
+            id_users=np.asarray(users),
+        )
         space._build_users(dataset, train, tuple(user_features), history_length)
         space._build_movies(dataset, tuple(movie_features))
         for note in space.notes:

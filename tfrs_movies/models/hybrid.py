@@ -2,7 +2,8 @@
 
 Each component (any registered model, with its own config overrides) is fitted on train; the weights
 are chosen on the validation ratings by a grid over the simplex, maximising ``model.params.metric``
-with the same full-ranking evaluator as the headline figures (seen movies removed). Test data is never
+with the same full-ranking evaluator as the headline figures (seen movies removed). Then components
+without early stopping (EASE, the baselines) are refitted on train + validation. Test data is never
 looked at. Standardising each user's score row (zero mean, unit variance over the catalogue) puts
 scores of different scales (a two-tower dot product, an EASE score) on one footing.
 
@@ -112,6 +113,11 @@ class HybridRecommender(Recommender):
                 best = (value, weights)
         self.weights = np.asarray(best[1])
         self.validation = {"metric": self.params["metric"], "best": best[0], "grid": results}
+        # With the weights fixed, components that do not early-stop learn from every training rating.
+        everything = pd.concat([train, valid], ignore_index=True)
+        for i, spec in enumerate(specs):
+            if not self.components[i].uses_validation:
+                self.components[i] = build_model(self.component_config(spec)).fit(everything, dataset, None)
 
     def update_seen(self, ratings: pd.DataFrame) -> None:
         super().update_seen(ratings)

@@ -193,6 +193,16 @@ class RetrievalRecommender(Recommender):
     def _score_known(self, user_index: np.ndarray) -> np.ndarray:
         return self.user_embeddings(self.users[user_index]) @ self.movie_embeddings().T
 
+    def _score_unknown(self, user_ids: np.ndarray) -> np.ndarray:
+        """Cold start: users known by their features (not their id) go through the user tower; the rest,
+        or every unknown user when the tower has no feature but the id, get popularity."""
+        out = super()._score_unknown(user_ids)
+        if set(self.space.user_features) - {"id"}:
+            has_features = np.isin(user_ids, self.space.users)
+            if has_features.any():
+                out[has_features] = self.user_embeddings(user_ids[has_features]) @ self.movie_embeddings().T
+        return out
+
     def _save_state(self, path: Path) -> None:
         with open(path / "features.pkl", "wb") as handle:
             pickle.dump(self.space, handle)

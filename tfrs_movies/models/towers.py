@@ -153,7 +153,8 @@ class FeatureTower(tf.keras.Model):
         self.parts: dict[str, tf.keras.layers.Layer] = {}
         regularizer = tf.keras.regularizers.l2(l2) if l2 > 0 else None
         if side == "user":
-            features, table, ids, id_name = space.user_features, space.user_table, space.users, S.USER_ID
+            ids = space.id_users if space.id_users is not None else space.users
+            features, table, id_name = space.user_features, space.user_table, S.USER_ID
         else:
             features, table, ids, id_name = space.movie_features, space.movie_table, space.movies, S.MOVIE_ID
         self.id_name = id_name
