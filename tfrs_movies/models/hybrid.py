@@ -24,6 +24,7 @@ import pandas as pd
 
 from tfrs_movies import schema as S
 from tfrs_movies.config import ConfigError, merge
+from tfrs_movies.data.splits import per_user_random_mask
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
 from tfrs_movies.models.base import Recommender
 from tfrs_movies.models.registry import build_model, register
@@ -57,6 +58,10 @@ class HybridRecommender(Recommender):
         "metric": "ndcg@10",
         "grid_step": 0.1,
         "weights": [],  # fixed weights instead of the validation search
+        # Share of the validation ratings (per user) kept apart for choosing the weights; the rest is
+        # what components early-stop on. Disjoint, so a component that early-stopped on its half does
+        # not look better than it is when the weights are chosen.
+        "weight_fraction": 0.5,
     }
     contract_params: ClassVar[dict[str, Any]] = {
         "components": [
@@ -86,8 +91,15 @@ class HybridRecommender(Recommender):
         self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any
     ) -> None:
         specs = self.params["components"]
+        stop_valid, weight_valid = valid, valid
+        if valid is not None and len(valid) and 0 < self.params["weight_fraction"] < 1:
+            held = per_user_random_mask(
+                valid, self.params["weight_fraction"], self.config["seed"], min_ratings=1
+            )
+            stop_valid, weight_valid = valid[~held], valid[held]
         self.components = [
-            build_model(self.component_config(spec)).fit(train, dataset, valid, **kwargs) for spec in specs
+            build_model(self.component_config(spec)).fit(train, dataset, stop_valid, **kwargs)
+            for spec in specs
         ]
         fixed = self.params["weights"]
         if fixed:
@@ -99,7 +111,10 @@ class HybridRecommender(Recommender):
             self.weights = np.full(len(specs), 1.0 / len(specs))
             return
         k = int(self.params["metric"].split("@")[1])
-        evaluator = FullRankingEvaluator(train, valid, self.catalogue, ks=[k])
+        # The early-stopping half counts as seen history when ranking the weight half.
+        evaluator = FullRankingEvaluator(pd.concat([train, stop_valid]), weight_valid, self.catalogue, ks=[k])
+        for component in self.components:
+            component.update_seen(pd.concat([train, stop_valid]))
         rows = [standardise_rows(c.score(evaluator.users)) for c in self.components]
         best = (-np.inf, None)
         results = {}

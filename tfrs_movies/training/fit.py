@@ -1,8 +1,12 @@
-"""The fit loop for the TFRS models: Keras ``fit`` plus full-ranking early stopping and TensorBoard.
+"""The fit loop for the TFRS models: Keras ``fit`` plus validation early stopping and TensorBoard.
 
-Early stopping watches a full-ranking metric (``train.early_stopping.metric``, e.g. ``recall@20``) on
-the validation ratings carved out of train, computed by the same evaluator as the headline figures
-(seen movies removed), and restores the best epoch's weights at the end.
+Early stopping watches ``train.early_stopping.metric`` on the validation ratings carved out of train
+and restores the best epoch's weights at the end. Two kinds of metric:
+
+- a full-ranking metric (``recall@20``, ``ndcg@10``, ...; higher is better), computed by the same
+  evaluator as the headline figures (seen movies removed) from the model's ``score``;
+- a rating metric (``rmse`` or ``mae``; lower is better), computed from the model's ``predict`` on the
+  validation (user, movie) pairs, predictions clipped to the rating scale as in the headline figures.
 """
 
 from __future__ import annotations
@@ -16,7 +20,16 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrs_movies import schema as S
+from tfrs_movies.evaluation.metrics import mae, rmse
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
+
+# Rating metrics early stopping can watch; lower is better for both.
+RATING_METRICS = ("rmse", "mae")
+
+
+def is_rating_metric(metric: str) -> bool:
+    return metric in RATING_METRICS
 
 
 def metric_k(metric: str) -> int:
@@ -24,36 +37,47 @@ def metric_k(metric: str) -> int:
     try:
         return int(metric.split("@", 1)[1])
     except (IndexError, ValueError) as err:
-        raise ValueError(f"early-stopping metric must look like 'recall@20', got {metric!r}") from err
+        raise ValueError(
+            f"early-stopping metric must look like 'recall@20' or be one of {list(RATING_METRICS)}, "
+            f"got {metric!r}"
+        ) from err
 
 
-class FullRankingEarlyStopping(tf.keras.callbacks.Callback):
-    """After each epoch: rank every catalogue movie for the validation users, log ``val_<metric>`` for
-    every metric, stop after ``patience`` epochs without improvement, restore the best weights at the end."""
+class ValidationEarlyStopping(tf.keras.callbacks.Callback):
+    """After each epoch: compute the validation metrics (``_validation_metrics``), log them as
+    ``val_<name>``, stop after ``patience`` epochs without improvement of ``metric`` (by more than
+    ``min_delta``, in the metric's direction), restore the best weights at the end."""
 
-    def __init__(self, recommender: Any, evaluator: FullRankingEvaluator, metric: str, patience: int,
-                 min_delta: float = 0.0, batch_size: int = 512) -> None:  # fmt: skip
+    higher_is_better = True
+
+    def __init__(self, recommender: Any, metric: str, patience: int, min_delta: float = 0.0) -> None:
         super().__init__()
         self.recommender = recommender
-        self.evaluator = evaluator
         self.metric = metric
         self.patience = patience
         self.min_delta = min_delta
-        self.batch_size = batch_size
-        self.best = -math.inf
+        self.best = -math.inf if self.higher_is_better else math.inf
         self.best_epoch = -1
         self.best_weights: list[np.ndarray] | None = None
         self.wait = 0
 
+    def _validation_metrics(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _improved(self, current: float) -> bool:
+        if self.higher_is_better:
+            return current > self.best + self.min_delta
+        return current < self.best - self.min_delta
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         self.recommender.on_weights_changed()
-        metrics = self.evaluator.evaluate(self.recommender.score, batch_size=self.batch_size)
+        metrics = self._validation_metrics()
         for name, value in metrics.items():
             if name != "users":
                 logs[f"val_{name}"] = value
         current = metrics[self.metric]
-        if current > self.best + self.min_delta:
+        if self._improved(current):
             self.best, self.best_epoch, self.wait = current, epoch, 0
             self.best_weights = self.model.get_weights()
         else:
@@ -67,6 +91,63 @@ class FullRankingEarlyStopping(tf.keras.callbacks.Callback):
             self.recommender.on_weights_changed()
 
 
+class FullRankingEarlyStopping(ValidationEarlyStopping):
+    """Full-ranking metrics of the validation users (every catalogue movie scored); higher is better."""
+
+    higher_is_better = True
+
+    def __init__(self, recommender: Any, evaluator: FullRankingEvaluator, metric: str, patience: int,
+                 min_delta: float = 0.0, batch_size: int = 512) -> None:  # fmt: skip
+        super().__init__(recommender, metric, patience, min_delta)
+        self.evaluator = evaluator
+        self.batch_size = batch_size
+
+    def _validation_metrics(self) -> dict[str, float]:
+        return self.evaluator.evaluate(self.recommender.score, batch_size=self.batch_size)
+
+
+class RatingEarlyStopping(ValidationEarlyStopping):
+    """RMSE and MAE of ``recommender.predict`` on the validation pairs (clipped); lower is better."""
+
+    higher_is_better = False
+
+    def __init__(self, recommender: Any, valid: pd.DataFrame, metric: str, patience: int,
+                 min_delta: float = 0.0) -> None:  # fmt: skip
+        if not is_rating_metric(metric):
+            raise ValueError(f"rating early stopping watches one of {list(RATING_METRICS)}, got {metric!r}")
+        super().__init__(recommender, metric, patience, min_delta)
+        self.users = valid[S.USER_ID].to_numpy()
+        self.movies = valid[S.MOVIE_ID].to_numpy()
+        self.ratings = valid[S.RATING].to_numpy()
+
+    def _validation_metrics(self) -> dict[str, float]:
+        predicted = self.recommender.predict(self.users, self.movies)
+        clip = self.recommender.rating_scale
+        return {"rmse": rmse(self.ratings, predicted, clip), "mae": mae(self.ratings, predicted, clip)}
+
+
+def make_early_stopping(
+    recommender: Any, train: pd.DataFrame, valid: pd.DataFrame
+) -> ValidationEarlyStopping:
+    """The callback ``train.early_stopping`` asks for (a rating metric needs a rating model)."""
+    config = recommender.config
+    stop_cfg = config["train"]["early_stopping"]
+    metric = stop_cfg["metric"]
+    if is_rating_metric(metric):
+        if not getattr(recommender, "predicts_ratings", False):
+            raise ValueError(
+                f"train.early_stopping.metric {metric!r} needs a rating model; "
+                f"{getattr(recommender, 'name', type(recommender).__name__)!r} does not predict ratings"
+            )
+        return RatingEarlyStopping(recommender, valid, metric, stop_cfg["patience"], stop_cfg["min_delta"])
+    ks = sorted(set(config["eval"]["ks"]) | {metric_k(metric)})
+    evaluator = FullRankingEvaluator(train, valid, recommender.catalogue, ks=ks)
+    return FullRankingEarlyStopping(
+        recommender, evaluator, metric, stop_cfg["patience"], stop_cfg["min_delta"],
+        config["eval"]["batch_size"],
+    )  # fmt: skip
+
+
 def fit_keras(
     recommender: Any,
     data: tf.data.Dataset,
@@ -74,20 +155,18 @@ def fit_keras(
     valid: pd.DataFrame | None,
     run_dir: str | Path | None = None,
     extra_callbacks: list[tf.keras.callbacks.Callback] | None = None,
+    epochs: int | None = None,
 ) -> dict[str, list[float]]:
-    """Train ``recommender.model`` on ``data``; returns the Keras history (plus ``best_epoch``)."""
+    """Train ``recommender.model`` on ``data``; returns the Keras history (plus ``best_epoch``).
+
+    ``epochs`` overrides ``train.epochs`` (e.g. a refit on train + validation for the best epoch count).
+    """
     config = recommender.config
     cfg = config["train"]
     callbacks: list[tf.keras.callbacks.Callback] = []
     stopper = None
     if valid is not None and len(valid):
-        stop_cfg = cfg["early_stopping"]
-        ks = sorted(set(config["eval"]["ks"]) | {metric_k(stop_cfg["metric"])})
-        evaluator = FullRankingEvaluator(train, valid, recommender.catalogue, ks=ks)
-        stopper = FullRankingEarlyStopping(
-            recommender, evaluator, stop_cfg["metric"], stop_cfg["patience"], stop_cfg["min_delta"],
-            config["eval"]["batch_size"],
-        )  # fmt: skip
+        stopper = make_early_stopping(recommender, train, valid)
         callbacks.append(stopper)  # first, so the val_ metrics are in the logs TensorBoard writes
     if run_dir is not None:
         callbacks.append(
@@ -95,7 +174,9 @@ def fit_keras(
         )
     callbacks += extra_callbacks or []
     start = time.perf_counter()
-    history = recommender.model.fit(data, epochs=cfg["epochs"], callbacks=callbacks, verbose=cfg["verbose"])
+    history = recommender.model.fit(
+        data, epochs=epochs or cfg["epochs"], callbacks=callbacks, verbose=cfg["verbose"]
+    )
     out = {k: [float(v) for v in values] for k, values in history.history.items()}
     out["train_seconds"] = [time.perf_counter() - start]
     if stopper is not None and stopper.best_epoch >= 0:
