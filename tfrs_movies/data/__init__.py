@@ -54,7 +54,7 @@ def candidate_dirs(name: str, data_dir: str | Path | None = None) -> list[Path]:
 
 
 def find_data_dir(name: str, data_dir: str | Path | None = None) -> Path:
-    """The first candidate folder that holds ``name``; raises :class:`DatasetNotFoundError` naming them all."""
+    """The first candidate folder holding ``name``; :class:`DatasetNotFoundError` names all it tried."""
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
     candidates = candidate_dirs(name, data_dir)

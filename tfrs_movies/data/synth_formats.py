@@ -11,12 +11,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from tfrs_movies.data.movielens import ML_CSV_GENRES
 from tfrs_movies.data.synthetic import ML_GENRES, generate_world
-
-ML25M_GENRES = (
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-    "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
 
 
 def default_sizes(n_ratings: int, users: int | None = None, movies: int | None = None) -> tuple[int, int]:
@@ -38,7 +34,7 @@ def write_synthetic(
     """Generate a world and write it in format ``fmt``; returns the counts written."""
     n_users, n_movies = default_sizes(n_ratings, users, movies)
     half_stars = fmt in ("ml-25m", "ml-latest-small")
-    genres = ML25M_GENRES if half_stars else ML_GENRES
+    genres = ML_CSV_GENRES if half_stars else ML_GENRES
     world = generate_world(n_users, n_movies, n_ratings, seed, genres=genres, half_stars=half_stars, name=fmt)
     dataset = world.dataset
     out = Path(out)

@@ -21,16 +21,11 @@ import numpy as np
 import pandas as pd
 
 from tfrs_movies import schema as S
+from tfrs_movies.data.movielens import ML100K_GENRES, ML100K_OCCUPATIONS
 
-ML_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
-OCCUPATIONS = (
-    "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive", "healthcare",
-    "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer", "retired", "salesman",
-    "scientist", "student", "technician", "writer",
-)  # fmt: skip
+# The MovieLens 100K vocabularies: generated users and movies look like the real ones.
+ML_GENRES = ML100K_GENRES
+OCCUPATIONS = ML100K_OCCUPATIONS
 _ADJECTIVES = (
     "Silent", "Golden", "Last", "Broken", "Hidden", "Wild", "Dark", "Bright", "Lost", "Secret", "Crimson",
     "Frozen", "Electric", "Midnight", "Little", "Great", "Strange", "Distant", "Quiet", "Burning",
@@ -175,10 +170,7 @@ def generate_world(
     taste = (taste - taste.mean()) / (taste.std() + 1e-9)
     raw = 3.45 + user_bias[u_idx] + movie_bias[m_idx] - movie_bias.mean() + 0.6 * taste
     raw += rng.normal(0, 0.55, len(raw))
-    if half_stars:
-        rating = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
-    else:
-        rating = np.clip(np.round(raw), 1, 5)
+    rating = np.clip(np.round(raw * 2) / 2, 0.5, 5.0) if half_stars else np.clip(np.round(raw), 1, 5)
 
     # Time: each user is active over a window; within it they watch roughly in release order.
     day = 86_400
