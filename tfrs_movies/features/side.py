@@ -153,30 +153,33 @@ class FeatureSpace:
         def tuples(column: str) -> list:
             return [v if isinstance(v, (tuple, list, np.ndarray)) else () for v in frame[column]]
 
-        if "genres" in wanted:
-            if has(S.GENRES) and any(len(g) for g in tuples(S.GENRES)):
-                self.movie_table[GENRES] = _pad(tuples(S.GENRES), 6)
-                used.append("genres")
+        # name -> (does the dataset have it, the table columns it adds)
+        simple = {
+            "genres": (
+                lambda: has(S.GENRES) and any(len(g) for g in tuples(S.GENRES)),
+                lambda: {GENRES: _pad(tuples(S.GENRES), 6)},
+            ),
+            "year": (
+                lambda: has(S.YEAR),
+                lambda: {YEAR: fill_missing(frame[S.YEAR].to_numpy(np.float32))[0]},
+            ),
+            "title": (
+                lambda: has(S.TITLE),
+                lambda: {TITLE: frame[S.TITLE].fillna("").astype(str).to_numpy(object)},
+            ),
+            "tags": (
+                lambda: has(S.TAGS) and any(len(t) for t in tuples(S.TAGS)),
+                lambda: {TAGS: _pad(tuples(S.TAGS), 10)},
+            ),
+        }
+        for name, (available, columns) in simple.items():
+            if name not in wanted:
+                continue
+            if available():
+                self.movie_table.update(columns())
+                used.append(name)
             else:
-                self.notes.append(f"movie feature 'genres': {dataset.name} has none, left out")
-        if "year" in wanted:
-            if has(S.YEAR):
-                self.movie_table[YEAR] = fill_missing(frame[S.YEAR].to_numpy(np.float32))[0]
-                used.append("year")
-            else:
-                self.notes.append(f"movie feature 'year': {dataset.name} has none, left out")
-        if "title" in wanted:
-            if has(S.TITLE):
-                self.movie_table[TITLE] = frame[S.TITLE].fillna("").astype(str).to_numpy(object)
-                used.append("title")
-            else:
-                self.notes.append(f"movie feature 'title': {dataset.name} has none, left out")
-        if "tags" in wanted:
-            if has(S.TAGS) and any(len(t) for t in tuples(S.TAGS)):
-                self.movie_table[TAGS] = _pad(tuples(S.TAGS), 10)
-                used.append("tags")
-            else:
-                self.notes.append(f"movie feature 'tags': {dataset.name} has none, left out")
+                self.notes.append(f"movie feature {name!r}: {dataset.name} has none, left out")
         if "imdb" in wanted:
             if has(S.RUNTIME) or has(S.DIRECTORS):
                 for column, key in ((S.RUNTIME, RUNTIME), (S.IMDB_RATING, IMDB_RATING)):
