@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "factorized_topk": False,
     },
     "eval": {"ks": [10, 20], "relevance_threshold": None, "batch_size": 512, "exclude_seen": True},
+    # SavedModels (query tower, brute-force and ScaNN top-K, ranking) under <run_dir>/export.
+    "export": {"enabled": True, "k_max": 100},
 }
 
 _CHOICES: dict[str, tuple] = {
@@ -87,6 +89,7 @@ _NULLABLE: dict[str, tuple[type, ...]] = {
     "eval.relevance_threshold": (int, float),
 }
 _POSITIVE = {
+    "export.k_max",
     "train.epochs",
     "train.batch_size",
     "train.learning_rate",

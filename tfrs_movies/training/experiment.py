@@ -187,4 +187,11 @@ def run_experiment(config: dict[str, Any], say=print) -> ExperimentResult:
             if isinstance(value, float):
                 tf.summary.scalar(f"test/{name}", value, step=0)
     writer.flush()
-    return ExperimentResult(run_dir, metrics, model, dataset, split)
+    result = ExperimentResult(run_dir, metrics, model, dataset, split)
+    if config["export"]["enabled"]:
+        from tfrs_movies.serving.export import export_run
+
+        exported = export_run(result, k_max=config["export"]["k_max"])
+        if exported is not None:
+            say(f"export: {exported}")
+    return result

@@ -1,0 +1,397 @@
+"""Export a trained two-tower retrieval model for serving, atomically.
+
+``export_retrieval(model, dataset, out_dir)`` writes, into a temporary folder next to ``out_dir`` that
+is then renamed onto it (a reader never sees a half-written export):
+
+- ``query_tower/``  SavedModel; ``serving_default`` takes the raw user features the tower uses (named
+  string / float32 tensors, batch first) and returns ``{"embedding": (B, d) float32}``;
+- ``brute_force/`` and ``scann/``  SavedModels over a TFRS ``BruteForce`` / ``ScaNN`` index, each with
+  ``serving_default(user_id: string (B,), k: int32 (), exclude: string (B, E))`` returning
+  ``{"movie_ids": string (B, k), "scores": float32 (B, k)}``. ``exclude`` holds movie ids to remove
+  ("" padding), e.g. a user's seen movies; any ``1 <= k <= k_max`` is answered after loading. The
+  index is asked for a fixed number of candidates (the whole catalogue for brute force, ``k_max`` +
+  the largest seen list for ScaNN), excluded ids are masked to -inf, and ``tf.math.top_k`` keeps ``k``;
+- ``movies.csv`` (movie_id, title, year, in catalogue order) and ``movie_embeddings.npy``;
+- ``seen.npz`` (users, catalogue, CSR indptr/indices of the movies each user rated in train);
+- ``popularity.npy`` (catalogue order) and ``manifest.json`` (versions, config, metrics, vocabulary
+  sizes, k_max, index parameters).
+
+``export_ranking(model, out_dir)`` writes a two-tower rating model as one SavedModel whose
+``serving_default(user_id: string (B,), movie_id: string (B,))`` returns ``{"rating": float32 (B,)}``,
+the same as ``model.predict`` (side features are looked up in-graph from the ids).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrs_movies import schema as S
+from tfrs_movies.features.preprocessing import ids_as_strings
+from tfrs_movies.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = 1
+INDEXES = ("brute_force", "scann")
+REQUIRED_FILES = (
+    "manifest.json", "movies.csv", "movie_embeddings.npy", "seen.npz", "popularity.npy",
+    "query_tower/saved_model.pb", "brute_force/saved_model.pb", "scann/saved_model.pb",
+)  # fmt: skip
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _spec(name: str, values: np.ndarray) -> tf.TensorSpec:
+    dtype = tf.string if values.dtype == object or values.dtype.kind in "US" else tf.float32
+    return tf.TensorSpec([None] * max(values.ndim, 1), dtype, name=name)
+
+
+class QueryTowerModule(tf.Module):
+    """The user tower over raw features; ``serving_default(**features) -> {"embedding": (B, d)}``."""
+
+    def __init__(self, tower: tf.keras.Model, specs: dict[str, tf.TensorSpec]):
+        super().__init__()
+        self.tower = tower
+        names = sorted(specs)
+
+        @tf.function(input_signature=[specs[n] for n in names])
+        def serving_default(*tensors):
+            features = dict(zip(names, tensors, strict=True))
+            return {"embedding": self.tower(features, training=False)}
+
+        self.serving_default = serving_default
+
+
+class TopKModule(tf.Module):
+    """user id -> raw user features (in-graph tables) -> query tower -> index -> masked top k."""
+
+    def __init__(self, space, tower, index, catalogue: np.ndarray, fetch: int, k_max: int):
+        super().__init__()
+        from tfrs_movies.features.side import _tf_tables
+
+        # Fresh tables: the space's own cache may hold graph tensors built inside a tf.data map.
+        lookup, tensors = _tf_tables(space.users, space.user_table)
+        self.user_lookup = lookup
+        # Variables, so the tables are stored as checkpointed values rather than graph constants.
+        self.user_tables = {name: tf.Variable(value, trainable=False) for name, value in tensors.items()}
+        self.tower = tower
+        self.index = index
+        self.fetch = int(fetch)
+        self.movie_position = _position_table(catalogue)
+        self.n_movies = len(catalogue)
+        self.k_max = tf.Variable(int(k_max), dtype=tf.int32, trainable=False)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([], tf.int32, name="k"),
+            tf.TensorSpec([None, None], tf.string, name="exclude"),
+        ]
+    )
+    def serving_default(self, user_id, k, exclude):
+        tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1")
+        tf.debugging.assert_less_equal(k, self.k_max, message="k is above the export's k_max")
+        rows = self.user_lookup(user_id)
+        features = {name: tf.gather(table, rows) for name, table in self.user_tables.items()}
+        features[S.USER_ID] = user_id
+        queries = self.tower(features, training=False)
+        scores, ids = self.index(queries, k=self.fetch)
+        # Excluded movies as a (B, n_movies) mask (O(n + E) per user), read at the candidates' columns.
+        excluded_at = self.movie_position.lookup(exclude)
+        rows = tf.broadcast_to(
+            tf.range(tf.shape(exclude, out_type=tf.int64)[0])[:, None], tf.shape(excluded_at)
+        )
+        known = excluded_at >= 0
+        where = tf.stack([tf.boolean_mask(rows, known), tf.boolean_mask(excluded_at, known)], axis=1)
+        shape = tf.stack([tf.shape(user_id, out_type=tf.int64)[0], tf.constant(self.n_movies, tf.int64)])
+        excluded = tf.scatter_nd(where, tf.ones(tf.shape(where)[:1], tf.int32), shape) > 0
+        hit = tf.gather(excluded, self.movie_position.lookup(ids), batch_dims=1)
+        scores = tf.where(hit, tf.constant(-np.inf, scores.dtype), scores)
+        top, position = tf.math.top_k(scores, k=k)
+        return {"movie_ids": tf.gather(ids, position, batch_dims=1), "scores": top}
+
+
+def default_scann_params(n_movies: int, fetch: int) -> dict[str, Any]:
+    """Leaves ~ sqrt(catalogue), half of them (at least 10) searched, and an exact re-ordering of the
+    candidates."""
+    leaves = int(min(1000, max(2, round(math.sqrt(n_movies)))))
+    return {
+        "num_leaves": leaves,
+        "num_leaves_to_search": min(leaves, max(10, math.ceil(leaves / 2))),
+        "training_iterations": 12,
+        "dimensions_per_block": 2,
+        "num_reordering_candidates": int(min(n_movies, max(fetch, 100))),
+    }
+
+
+def _movie_frame(model, dataset) -> pd.DataFrame:
+    movies = dataset.movies.drop_duplicates(S.MOVIE_ID).set_index(S.MOVIE_ID) if dataset is not None else None
+    frame = pd.DataFrame({S.MOVIE_ID: model.catalogue.astype(np.int64)})
+    if movies is not None and len(movies):
+        for column in (S.TITLE, S.YEAR):
+            frame[column] = movies[column].reindex(model.catalogue).to_numpy() if column in movies else None
+    else:
+        frame[S.TITLE], frame[S.YEAR] = None, None
+    frame[S.TITLE] = frame[S.TITLE].fillna("").astype(str)
+    frame[S.YEAR] = pd.to_numeric(frame[S.YEAR], errors="coerce").astype("Int64")
+    return frame
+
+
+def export_retrieval(
+    model,
+    dataset: S.Dataset | None,
+    out_dir: str | Path,
+    k_max: int = 100,
+    scann_params: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Write the serving export of a fitted :class:`RetrievalRecommender` into ``out_dir`` (atomic)."""
+    if getattr(model, "model", None) is None or not hasattr(model.model, "query_tower"):
+        raise ValueError(
+            f"export_retrieval needs a fitted two-tower retrieval model, got {type(model).__name__}"
+        )
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        manifest = _write_export(model, dataset, tmp, k_max, scann_params, metrics)
+        atomic_write_json(tmp / "manifest.json", manifest)
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) -> dict[str, Any]:
+    space, tower = model.space, model.model.query_tower
+    catalogue = model.catalogue.astype(np.int64)
+    n_movies = len(catalogue)
+    k_max = int(min(k_max, n_movies))
+    if k_max < 1:
+        raise ValueError("cannot export a model with an empty catalogue")
+    vectors = model.movie_embeddings().astype(np.float32)
+    seen = model.seen.tocsr()
+    max_seen = int(np.diff(seen.indptr).max()) if seen.shape[0] else 0
+    ids = tf.constant(ids_as_strings(catalogue))
+
+    # Query tower over raw features.
+    sample = space.user_rows(model.users[:1])
+    specs = {name: _spec(name, np.asarray(values)) for name, values in sample.items()}
+    module = QueryTowerModule(tower, specs)
+    tf.saved_model.save(
+        module, str(out / "query_tower"), signatures={"serving_default": module.serving_default}
+    )
+
+    # Brute force: asks for the whole catalogue, so exclusion is always exact.
+    brute = tfrs.layers.factorized_top_k.BruteForce(k=n_movies)
+    brute.index(tf.constant(vectors), ids)
+    module = TopKModule(space, tower, brute, catalogue, n_movies, k_max)
+    tf.saved_model.save(
+        module, str(out / "brute_force"), signatures={"serving_default": module.serving_default}
+    )
+
+    # ScaNN: k_max plus the longest seen list, so that excluding seen movies still leaves k_max.
+    fetch = int(min(n_movies, k_max + max_seen))
+    params = {**default_scann_params(n_movies, fetch), **(scann_params or {})}
+    params["num_leaves_to_search"] = min(params["num_leaves_to_search"], params["num_leaves"])
+    scann = tfrs.layers.factorized_top_k.ScaNN(k=fetch, distance_measure="dot_product", **params)
+    scann.index(tf.constant(vectors), ids)
+    module = TopKModule(space, tower, scann, catalogue, fetch, k_max)
+    tf.saved_model.save(
+        module, str(out / "scann"), signatures={"serving_default": module.serving_default},
+        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
+    )  # fmt: skip
+
+    _movie_frame(model, dataset).to_csv(out / "movies.csv", index=False)
+    np.save(out / "movie_embeddings.npy", vectors)
+    np.savez(
+        out / "seen.npz", users=model.users.astype(np.int64), catalogue=catalogue,
+        indptr=seen.indptr.astype(np.int64), indices=seen.indices.astype(np.int64),
+    )  # fmt: skip
+    np.save(out / "popularity.npy", model.popularity.astype(np.float32))
+    import tfrs_movies
+
+    return {
+        "format": EXPORT_FORMAT,
+        "model": model.name,
+        "versions": {
+            "tfrs_movies": getattr(tfrs_movies, "__version__", None) or _version("tfrs_movies"),
+            "tensorflow": tf.__version__,
+            "tensorflow_recommenders": tfrs.__version__,
+            "scann": _version("scann"),
+            "numpy": np.__version__,
+        },
+        "config": model.config,
+        "metrics": metrics or {},
+        "vocabulary": {
+            "users": int(len(model.users)),
+            "movies": int(n_movies),
+            "feature_users": int(len(space.users)),
+        },  # fmt: skip
+        "embedding_dim": int(vectors.shape[1]),
+        "user_features": sorted(specs),
+        "k_max": k_max,
+        "max_seen": max_seen,
+        "indexes": {
+            "brute_force": {"candidates_fetched": n_movies, "exact": True},
+            "scann": {
+                "candidates_fetched": fetch,
+                "exact": False,
+                "distance_measure": "dot_product",
+                **params,
+            },
+        },
+    }
+
+
+def export_run(result_or_model, dataset: S.Dataset | None = None, run_dir: str | Path | None = None,
+               k_max: int = 100) -> Path | None:  # fmt: skip
+    """Export a run into ``<run_dir>/export``; takes an ``ExperimentResult`` or a fitted model.
+
+    Retrieval models get the full export (:func:`export_retrieval`); two-tower rating models get their
+    rating SavedModel in ``<run_dir>/export/ranking`` (:func:`export_ranking`). Returns the path
+    written, or ``None`` (with one log line) for other models.
+    """
+    metrics = None
+    model = result_or_model
+    if hasattr(result_or_model, "run_dir") and hasattr(result_or_model, "model"):
+        model = result_or_model.model
+        dataset = dataset if dataset is not None else result_or_model.dataset
+        run_dir = run_dir if run_dir is not None else result_or_model.run_dir
+        metrics = result_or_model.metrics
+    if run_dir is None:
+        raise ValueError("export_run needs a run directory")
+    if _is_rating_tower(model):
+        return export_ranking(model, Path(run_dir) / "export" / "ranking")
+    if getattr(model, "model", None) is None or not hasattr(model.model, "query_tower"):
+        log.info(
+            "export: model %r has no query tower; no serving export written", getattr(model, "name", model)
+        )
+        return None
+    return export_retrieval(model, dataset, Path(run_dir) / "export", k_max=k_max, metrics=metrics)
+
+
+def _position_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
+    """String id -> its row in ``ids``; anything else -> -1."""
+    keys = tf.constant(ids_as_strings(ids), tf.string)
+    values = tf.range(len(ids), dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
+class RatingModule(tf.Module):
+    """``serving_default(user_id: string (B,), movie_id: string (B,)) -> {"rating": float32 (B,)}``.
+
+    The same answer as :meth:`TowerRecommender.predict`: raw side features are looked up in-graph, ids
+    the towers never trained on go to the OOV slot, pairs the towers cannot represent get the baseline
+    (global mean + known biases), and the rating is clipped to the rating scale.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        from tfrs_movies.features.side import _tf_tables
+        from tfrs_movies.models.ranking import _COLD_MOVIE_FEATURES, _COLD_USER_FEATURES
+
+        space = model.space
+        self.keras = model.model
+        self.user_lookup, utab = _tf_tables(space.users, space.user_table)
+        self.movie_lookup, mtab = _tf_tables(space.movies, space.movie_table)
+        self.user_tables = {n: tf.Variable(v, trainable=False) for n, v in utab.items()}
+        self.movie_tables = {n: tf.Variable(v, trainable=False) for n, v in mtab.items()}
+        self.user_pos = _position_table(model.users)
+        self.movie_col = _position_table(model.catalogue)
+        self.b_user = tf.Variable(np.append(model.b_user, 0.0).astype(np.float32), trainable=False)
+        self.b_movie = tf.Variable(np.append(model.b_movie, 0.0).astype(np.float32), trainable=False)
+        self.trained = tf.Variable(np.append(model.trained_movies, False), trainable=False)
+        self.mu = float(model.mu)
+        self.cold_users = bool(_COLD_USER_FEATURES & set(space.user_features))
+        self.cold_movies = bool(_COLD_MOVIE_FEATURES & set(space.movie_features))
+        self.low, self.high = (float(x) for x in model.rating_scale)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([None], tf.string, name="movie_id"),
+        ]
+    )
+    def serving_default(self, user_id, movie_id):
+        upos, mcol = self.user_pos.lookup(user_id), self.movie_col.lookup(movie_id)
+        known_user, in_catalogue = upos >= 0, mcol >= 0
+        n_users, n_movies = tf.shape(self.b_user)[0] - 1, tf.shape(self.b_movie)[0] - 1
+        trained = tf.gather(self.trained, tf.where(in_catalogue, mcol, tf.cast(n_movies, tf.int64)))
+        urow, mrow = self.user_lookup(user_id), self.movie_lookup(movie_id)
+        users = {n: tf.gather(t, urow) for n, t in self.user_tables.items()}
+        users[S.USER_ID] = tf.where(known_user, user_id, "")
+        movies = {n: tf.gather(t, mrow) for n, t in self.movie_tables.items()}
+        movies[S.MOVIE_ID] = tf.where(trained, movie_id, "")
+        predicted = self.keras.predict_pairs(self.keras.encode_users(users), self.keras.encode_movies(movies))
+        fallback = (
+            self.mu
+            + tf.gather(self.b_user, tf.where(known_user, upos, tf.cast(n_users, tf.int64)))
+            + tf.gather(self.b_movie, tf.where(trained, mcol, tf.cast(n_movies, tf.int64)))
+        )
+        user_ok = known_user | ((urow > 0) & self.cold_users)
+        movie_ok = in_catalogue & (trained | self.cold_movies)
+        rating = tf.where(user_ok & movie_ok, tf.cast(predicted, tf.float32), fallback)
+        return {"rating": tf.clip_by_value(rating, self.low, self.high)}
+
+
+def _is_rating_tower(model) -> bool:
+    """A two-tower model whose tower output is the rating itself (not a logit or normalised rating)."""
+    from tfrs_movies.models.ranking import TowerRecommender
+
+    if not isinstance(model, TowerRecommender) or model.output != "rating" or model.model is None:
+        return False
+    return type(model)._to_output is TowerRecommender._to_output or getattr(model, "head", None) in (
+        "concat", "dot_sigmoid",
+    )  # fmt: skip
+
+
+def export_ranking(model, out_dir: str | Path) -> Path:
+    """Write a rating model (a TFRS two-tower ranking model whose output is the rating itself) as a
+    SavedModel (``serving_default(user_id, movie_id) -> {"rating"}``) into ``out_dir``, atomically."""
+    if not _is_rating_tower(model):
+        raise ValueError(
+            f"export_ranking supports two-tower rating models, not {getattr(model, 'name', model)!r}"
+        )
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        module = RatingModule(model)
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serving_default})
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
