@@ -108,3 +108,39 @@ def test_missing_export_in_a_real_process_prints_no_traceback(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert f"error: export directory {tmp_path / 'none'} does not exist" in done.stderr
+
+
+def test_pair_excludes_both_users_seen_movies_and_aggregations_differ(setup, capsys):
+    from tfrs_movies.serving.load import load_export
+
+    model, path = setup
+    exported = load_export(path)
+    a, b = int(model.users[0]), int(model.users[1])
+    seen = set(exported.seen_movies(a)) | set(exported.seen_movies(b))
+    average = exported.recommend_pair(a, b, 10, "average", "brute_force")
+    misery = exported.recommend_pair(a, b, 10, "least_misery", "brute_force")
+    for result in (average, misery):
+        assert len(result.frame) == 10 and not seen & set(result.frame["movie_id"])
+        assert (result.frame["score"].diff().dropna() <= 1e-9).all()
+    assert "average" in average.note and "least_misery" in misery.note
+    # Least misery scores a movie by the less happy viewer, never above the average of the two.
+    assert misery.frame["score"].iloc[0] <= average.frame["score"].iloc[0] + 1e-9
+    assert main(["--model", str(path), "--pair", str(a), str(b), "--aggregation", "least_misery",
+                 "--index", "brute_force"]) == 0  # fmt: skip
+    assert "least_misery" in capsys.readouterr().out
+
+
+def test_users_file_writes_one_csv_for_the_batch(setup, tmp_path, capsys):
+    model, path = setup
+    users = [int(model.users[0]), int(model.users[1]), 10**9]
+    ids = tmp_path / "users.csv"
+    ids.write_text("user_id\n" + "\n".join(str(u) for u in users) + "\n")
+    out = tmp_path / "recs.csv"
+    assert main(["--model", str(path), "--users-file", str(ids), "--k", "3", "--index", "brute_force",
+                 "--out", str(out)]) == 0  # fmt: skip
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == 9
+    assert [r["rank"] for r in rows[:3]] == ["1", "2", "3"]
+    expected, _ = model.recommend([users[0]], 3)
+    assert [int(r["movie_id"]) for r in rows[:3]] == list(expected[0])
+    assert {r["cold_start"] for r in rows[6:]} == {"True"}

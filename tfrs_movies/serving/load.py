@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from tfrs_movies import schema as S
 
 INDEXES = ("scann", "brute_force")
+AGGREGATIONS = ("average", "least_misery")
 
 
 class ServingError(Exception):
@@ -167,6 +168,53 @@ class Exported:
         keep = np.isfinite(scores)
         return Recommendations(self._frame(ids[keep], scores[keep]))
 
+    def recommend_many(
+        self, user_ids: list[Any], k: int = 10, index: str = "scann", include_seen: bool = False
+    ) -> pd.DataFrame:
+        """One frame for a batch of users: user_id, rank, movie_id, title, year, score, cold_start."""
+        frames = []
+        for user in user_ids:
+            result = self.recommend(user, k, index, include_seen)
+            frame = result.frame.copy()
+            frame.insert(0, "rank", range(1, len(frame) + 1))
+            frame.insert(0, "user_id", str(user))
+            frame["cold_start"] = result.cold_start
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def recommend_pair(
+        self, user_a: Any, user_b: Any, k: int = 10, aggregation: str = "average", index: str = "scann"
+    ) -> Recommendations:
+        """Movies for two users watching together (seed 004's paired users).
+
+        Candidates are the union of both users' top ``k_max`` (each user's seen movies removed); each
+        user's scores over the candidates are standardised (a movie outside a user's list gets that
+        user's lowest listed score), then combined by ``aggregation``: ``average`` (the mean of the two)
+        or ``least_misery`` (the lower of the two, so neither viewer gets a film they would dislike).
+        """
+        if aggregation not in AGGREGATIONS:
+            raise ServingError(f"unknown aggregation {aggregation!r}; choose {' or '.join(AGGREGATIONS)}")
+        k = self._check_k(k)
+        seen = np.union1d(self.seen_movies(user_a), self.seen_movies(user_b))
+        lists, notes = [], []
+        for user in (user_a, user_b):
+            result = self.recommend(user, self.k_max, index)
+            lists.append(result.frame[~result.frame[S.MOVIE_ID].isin(seen)])
+            if result.note:
+                notes.append(result.note)
+        candidates = np.union1d(lists[0][S.MOVIE_ID], lists[1][S.MOVIE_ID])
+        per_user = []
+        for frame in lists:
+            scores = pd.Series(frame["score"].to_numpy(), index=frame[S.MOVIE_ID].to_numpy())
+            filled = scores.reindex(candidates).fillna(scores.min() if len(scores) else 0.0).to_numpy()
+            per_user.append((filled - filled.mean()) / (filled.std() or 1.0))
+        combined = (per_user[0] + per_user[1]) / 2 if aggregation == "average" else np.minimum(*per_user)
+        order = np.argsort(-combined, kind="stable")[:k]
+        note = "; ".join([f"pair aggregation: {aggregation} of standardised scores", *notes])
+        return Recommendations(
+            self._frame(candidates[order], combined[order]), cold_start=bool(notes), note=note
+        )
+
     def similar(self, movie_id: Any, k: int = 10) -> Recommendations:
         """The ``k`` movies whose exported embeddings are closest in cosine, the movie itself left out."""
         mid = _parse_id(movie_id, "movie")
@@ -179,6 +227,17 @@ class Exported:
         sims[col] = -np.inf
         order = np.argsort(-sims, kind="stable")[:k]
         return Recommendations(self._frame(self.catalogue[order], sims[order]))
+
+
+def read_user_ids(path: str | Path) -> list[str]:
+    """User ids from a file: one per line, or a CSV whose header has a ``user_id`` column."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as err:
+        raise ServingError(f"cannot read users file {path}: {err.strerror}") from None
+    if lines and "user_id" in lines[0].split(","):
+        return pd.read_csv(path, dtype=str)["user_id"].dropna().str.strip().tolist()
+    return lines
 
 
 def load_export(path: str | Path) -> Exported:
