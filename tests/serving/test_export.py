@@ -248,3 +248,16 @@ def test_rating_savedmodel_predicts_like_the_model(tiny_world, tmp_path, overrid
     movies = np.concatenate([split.test.movie_id.to_numpy()[:200], [model.catalogue[0], 10**8, 10**8]])
     got = serve(user_id=tf.constant(users.astype(str)), movie_id=tf.constant(movies.astype(str)))["rating"]
     np.testing.assert_allclose(got.numpy(), model.predict(users, movies), rtol=1e-5, atol=1e-5)
+
+
+def test_catalogue_mask_exclusion_path_gives_the_same_answers(fitted, tiny_world, tmp_path, monkeypatch):
+    """Large fetches (brute force over a big catalogue) exclude through a catalogue mask instead of a
+    pairwise comparison; force that path on the tiny catalogue and check it answers the same."""
+    import tfrs_movies.serving.export as export_module
+
+    monkeypatch.setattr(export_module, "PAIRWISE_EXCLUSION_MAX", 0)
+    path = export_module.export_retrieval(fitted, tiny_world.dataset, tmp_path / "export", k_max=K_MAX)
+    served = load_export(path)
+    for user in fitted.users[:5]:
+        expected, _ = fitted.recommend([user], 7)
+        assert served.recommend(user, 7, "brute_force").frame.movie_id.tolist() == expected[0].tolist()

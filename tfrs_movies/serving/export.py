@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = 1
 INDEXES = ("brute_force", "scann")
+# Up to this many fetched candidates, exclusion compares candidates with excluded ids pairwise.
+PAIRWISE_EXCLUSION_MAX = 4096
 REQUIRED_FILES = (
     "manifest.json", "movies.csv", "movie_embeddings.npy", "seen.npz", "popularity.npy",
     "query_tower/saved_model.pb", "brute_force/saved_model.pb", "scann/saved_model.pb",
@@ -113,16 +115,21 @@ class TopKModule(tf.Module):
         features[S.USER_ID] = user_id
         queries = self.tower(features, training=False)
         scores, ids = self.index(queries, k=self.fetch)
-        # Excluded movies as a (B, n_movies) mask (O(n + E) per user), read at the candidates' columns.
-        excluded_at = self.movie_position.lookup(exclude)
-        rows = tf.broadcast_to(
-            tf.range(tf.shape(exclude, out_type=tf.int64)[0])[:, None], tf.shape(excluded_at)
-        )
-        known = excluded_at >= 0
-        where = tf.stack([tf.boolean_mask(rows, known), tf.boolean_mask(excluded_at, known)], axis=1)
-        shape = tf.stack([tf.shape(user_id, out_type=tf.int64)[0], tf.constant(self.n_movies, tf.int64)])
-        excluded = tf.scatter_nd(where, tf.ones(tf.shape(where)[:1], tf.int32), shape) > 0
-        hit = tf.gather(excluded, self.movie_position.lookup(ids), batch_dims=1)
+        if self.fetch <= PAIRWISE_EXCLUSION_MAX:
+            # Few candidates (ScaNN): compare each candidate with each excluded id, O(fetch * E) per
+            # user, independent of the catalogue's size. "" padding and unknown ids match nothing.
+            hit = tf.reduce_any(tf.equal(ids[:, :, None], exclude[:, None, :]), axis=-1)
+        else:
+            # The whole catalogue (brute force): a (B, n_movies) mask, O(n + E) per user.
+            excluded_at = self.movie_position.lookup(exclude)
+            rows = tf.broadcast_to(
+                tf.range(tf.shape(exclude, out_type=tf.int64)[0])[:, None], tf.shape(excluded_at)
+            )
+            known = excluded_at >= 0
+            where = tf.stack([tf.boolean_mask(rows, known), tf.boolean_mask(excluded_at, known)], axis=1)
+            shape = tf.stack([tf.shape(user_id, out_type=tf.int64)[0], tf.constant(self.n_movies, tf.int64)])
+            excluded = tf.scatter_nd(where, tf.ones(tf.shape(where)[:1], tf.int32), shape) > 0
+            hit = tf.gather(excluded, self.movie_position.lookup(ids), batch_dims=1)
         scores = tf.where(hit, tf.constant(-np.inf, scores.dtype), scores)
         top, position = tf.math.top_k(scores, k=k)
         return {"movie_ids": tf.gather(ids, position, batch_dims=1), "scores": top}
