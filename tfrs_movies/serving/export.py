@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,7 +36,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
-from tfrs_movies.io import atomic_write_json
+from tfrs_movies.io import atomic_directory, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -175,22 +172,9 @@ def export_retrieval(
             f"export_retrieval needs a fitted two-tower retrieval model, got {type(model).__name__}"
         )
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_directory(out_dir) as tmp:
         manifest = _write_export(model, dataset, tmp, k_max, scann_params, metrics)
         atomic_write_json(tmp / "manifest.json", manifest)
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -386,19 +370,7 @@ def export_ranking(model, out_dir: str | Path) -> Path:
             f"export_ranking supports two-tower rating models, not {getattr(model, 'name', model)!r}"
         )
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_directory(out_dir) as tmp:
         module = RatingModule(model)
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serving_default})
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
