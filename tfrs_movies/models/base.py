@@ -137,8 +137,14 @@ class Recommender(abc.ABC):
     def seen_mask(self, user_ids: np.ndarray) -> sp.csr_matrix:
         """(len(user_ids), len(catalogue)) CSR matrix of the movies each user rated in train."""
         index = pd.Index(self.users).get_indexer(np.asarray(user_ids).astype(np.int64))
-        rows = [self.seen[i] if i >= 0 else sp.csr_matrix((1, len(self.catalogue))) for i in index]
-        return sp.vstack(rows).tocsr() if rows else sp.csr_matrix((0, len(self.catalogue)))
+        known = index >= 0
+        if not known.any():
+            return sp.csr_matrix((len(index), len(self.catalogue)), dtype=np.float32)
+        # One fancy-indexing call instead of a per-user vstack; unknown users' rows are then zeroed.
+        rows = self.seen[np.where(known, index, 0)]
+        mask = (sp.diags(known.astype(np.float32)) @ rows).tocsr()
+        mask.eliminate_zeros()  # unknown users must have no stored entries at all
+        return mask
 
     def recommend(
         self, user_ids: np.ndarray, k: int = 10, exclude_seen: bool = True
