@@ -35,7 +35,7 @@ from docs_section import replace_section  # noqa: E402
 from scann import scann_ops  # noqa: E402
 
 from tfrs_movies.features.preprocessing import ids_as_strings  # noqa: E402
-from tfrs_movies.serving.export import TopKModule, _position_table  # noqa: E402
+from tfrs_movies.serving.export import TopKModule, position_table  # noqa: E402
 
 DIM, N_USERS, N_CLUSTERS = 64, 1000, 1000
 K, K_MAX, N_EXCLUDE = 10, 100, 20
@@ -49,7 +49,7 @@ class _Lookup(tf.Module):
 
     def __init__(self, users: np.ndarray):
         super().__init__()
-        self.table = _position_table(users)
+        self.table = position_table(users)
 
     def __call__(self, user_id):
         return tf.maximum(self.table.lookup(user_id), 0)
@@ -72,7 +72,7 @@ class BenchTopK(TopKModule):
         self.tower = _Tower()
         self.index = index
         self.fetch = int(fetch)
-        self.movie_position = _position_table(catalogue)
+        self.movie_position = position_table(catalogue)
         self.n_movies = len(catalogue)
         self.k_max = tf.Variable(int(k_max), dtype=tf.int32, trainable=False)
 

@@ -4,9 +4,15 @@
     python -m tfrs_movies.recommend --model runs/<run>/export --similar 50 --format json
     python -m tfrs_movies.recommend --model runs/<run>/export --pair 42 77 --aggregation least_misery
     python -m tfrs_movies.recommend --model runs/<run>/export --users-file users.csv --out recs.csv
+    python -m tfrs_movies.recommend --model runs/<run>/export --user 9999 --age 25 --gender F
 
-Seen movies (those the user rated in train) are left out unless ``--include-seen``; an unknown user
-gets the most popular movies with one line saying so; errors are one ``error: ...`` line, exit 2.
+Seen movies (those the user rated in train) are left out unless ``--include-seen``. When the export
+holds a ranking model (a multitask run, or ``--ranking`` pointing at another run's export) the answer
+has two stages: the index proposes ``--candidates`` movies and the ranking model re-scores them (the
+``stage`` column and one line say so; ``--retrieval-only`` skips the second stage). An unknown user
+gets a cold start from ``--age/--gender/--occupation/--zip`` through the query tower when its user
+tower uses them, else the most popular movies, with one line saying which. Errors are one
+``error: ...`` line, exit status 2.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+
+import pandas as pd
 
 import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from tfrs_movies.io import atomic_write_text
@@ -37,28 +45,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", choices=("scann", "brute_force"), default="scann")
     parser.add_argument("--include-seen", action="store_true", help="keep movies the user rated in train")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    stages = parser.add_argument_group("two stages (retrieval, then the ranking model)")
+    stages.add_argument("--candidates", type=int, help="how many movies the index proposes (default 100)")
+    stages.add_argument("--retrieval-only", action="store_true", help="skip the ranking stage")
+    stages.add_argument("--ranking", metavar="DIR", help="another run's ranking export for the second stage")
+    cold = parser.add_argument_group("cold start (a user unknown to the model)")
+    cold.add_argument("--age", type=float)
+    cold.add_argument("--gender")
+    cold.add_argument("--occupation")
+    cold.add_argument("--zip", help="zip code (its first character is used)")
     return parser
 
 
-def render(frame, fmt: str) -> str:
+def _plain(value):
+    """A JSON-ready scalar: pandas NA / NaN -> None, numpy numbers -> Python numbers."""
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def render(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "json":
         rows = [
-            {"movie_id": int(r.movie_id), "title": r.title, "year": None if r.year is None or r.year != r.year
-             else int(r.year), "score": float(r.score)}
-            for r in frame.astype(object).itertuples(index=False)
-        ]  # fmt: skip
+            {key: _plain(value) for key, value in row.items()}
+            for row in frame.astype(object).to_dict("records")
+        ]
         return json.dumps(rows, indent=2)
     if fmt == "csv":
         return frame.to_csv(index=False).rstrip("\n")
     out = frame.copy()
-    out["score"] = out["score"].map(lambda s: f"{s:.4f}")
+    for column in out.columns:
+        if column == "score" or column.startswith(("score_", "retrieval_score")):
+            out[column] = out[column].map(lambda s: f"{s:.4f}")
     out["year"] = out["year"].astype(object).where(out["year"].notna(), "")
     out.index = range(1, len(out) + 1)
     return out.to_string()
 
 
 def _batch(exported, args: argparse.Namespace) -> int:
-    table = exported.recommend_many(read_user_ids(args.users_file), args.k, args.index, args.include_seen)
+    table = exported.recommend_many(
+        read_user_ids(args.users_file), args.k, args.index, args.include_seen, args.candidates, _rerank(args)
+    )
     text = table.to_csv(index=False)
     if args.out:
         atomic_write_text(args.out, text)
@@ -68,18 +95,27 @@ def _batch(exported, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rerank(args: argparse.Namespace) -> bool | None:
+    return False if args.retrieval_only else None  # None: two stages whenever a ranking model is there
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    features = {"age": args.age, "gender": args.gender, "occupation": args.occupation, "zip": args.zip}
     try:
-        exported = load_export(args.model)
+        exported = load_export(args.model, ranking=args.ranking)
         if args.users_file is not None:
             return _batch(exported, args)
         if args.similar is not None:
             result = exported.similar(args.similar, args.k)
         elif args.pair is not None:
-            result = exported.recommend_pair(*args.pair, args.k, args.aggregation, args.index)
+            result = exported.recommend_pair(
+                *args.pair, args.k, args.aggregation, args.index, args.candidates, _rerank(args)
+            )
         else:
-            result = exported.recommend(args.user, args.k, args.index, args.include_seen)
+            result = exported.recommend(
+                args.user, args.k, args.index, args.include_seen, args.candidates, _rerank(args), features
+            )
     except ServingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

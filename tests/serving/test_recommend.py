@@ -55,7 +55,7 @@ def test_json_and_csv_formats_and_include_seen(setup, capsys):
     seen = set(model.catalogue[model.seen_mask([user]).indices].tolist())
     assert main(["--model", str(path), "--user", str(user), "--k", "20", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 20 and set(rows[0]) == {"movie_id", "title", "year", "score"}
+    assert len(rows) == 20 and set(rows[0]) == {"movie_id", "title", "year", "score", "stage"}
     assert not {r["movie_id"] for r in rows} & seen
     args = ["--model", str(path), "--user", str(user), "--k", "20", "--format", "csv", "--include-seen"]
     assert main([*args, "--index", "brute_force"]) == 0

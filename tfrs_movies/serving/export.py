@@ -16,9 +16,9 @@ is then renamed onto it (a reader never sees a half-written export):
 - ``popularity.npy`` (catalogue order) and ``manifest.json`` (versions, config, metrics, vocabulary
   sizes, k_max, index parameters).
 
-``export_ranking(model, out_dir)`` writes a two-tower rating model as one SavedModel whose
-``serving_default(user_id: string (B,), movie_id: string (B,))`` returns ``{"rating": float32 (B,)}``,
-the same as ``model.predict`` (side features are looked up in-graph from the ids).
+A model that also predicts ratings (multitask) gets ``ranking/`` inside the same export, the second
+stage of two-stage serving; a ranking-only model (see :mod:`tfrs_movies.serving.ranking_export`) gets
+just ``<run_dir>/export/ranking``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
 from tfrs_movies.io import atomic_directory, atomic_write_json
+from tfrs_movies.serving.ranking_export import export_ranking, is_ranking_model, position_table, write_ranking
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class TopKModule(tf.Module):
         self.tower = tower
         self.index = index
         self.fetch = int(fetch)
-        self.movie_position = _position_table(catalogue)
+        self.movie_position = position_table(catalogue)
         self.n_movies = len(catalogue)
         self.k_max = tf.Variable(int(k_max), dtype=tf.int32, trainable=False)
 
@@ -105,12 +106,26 @@ class TopKModule(tf.Module):
         ]
     )
     def serving_default(self, user_id, k, exclude):
-        tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1")
-        tf.debugging.assert_less_equal(k, self.k_max, message="k is above the export's k_max")
         rows = self.user_lookup(user_id)
         features = {name: tf.gather(table, rows) for name, table in self.user_tables.items()}
         features[S.USER_ID] = user_id
-        queries = self.tower(features, training=False)
+        return self._top_k(self.tower(features, training=False), k, exclude)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="embedding"),
+            tf.TensorSpec([], tf.int32, name="k"),
+            tf.TensorSpec([None, None], tf.string, name="exclude"),
+        ]
+    )
+    def from_embedding(self, embedding, k, exclude):
+        """The same search for query embeddings computed elsewhere (e.g. the query tower SavedModel
+        over a new user's features: cold start)."""
+        return self._top_k(embedding, k, exclude)
+
+    def _top_k(self, queries, k, exclude):
+        tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1")
+        tf.debugging.assert_less_equal(k, self.k_max, message="k is above the export's k_max")
         scores, ids = self.index(queries, k=self.fetch)
         if self.fetch <= PAIRWISE_EXCLUSION_MAX:
             # Few candidates (ScaNN): compare each candidate with each excluded id, O(fetch * E) per
@@ -124,12 +139,15 @@ class TopKModule(tf.Module):
             )
             known = excluded_at >= 0
             where = tf.stack([tf.boolean_mask(rows, known), tf.boolean_mask(excluded_at, known)], axis=1)
-            shape = tf.stack([tf.shape(user_id, out_type=tf.int64)[0], tf.constant(self.n_movies, tf.int64)])
+            shape = tf.stack([tf.shape(queries, out_type=tf.int64)[0], tf.constant(self.n_movies, tf.int64)])
             excluded = tf.scatter_nd(where, tf.ones(tf.shape(where)[:1], tf.int32), shape) > 0
             hit = tf.gather(excluded, self.movie_position.lookup(ids), batch_dims=1)
         scores = tf.where(hit, tf.constant(-np.inf, scores.dtype), scores)
         top, position = tf.math.top_k(scores, k=k)
         return {"movie_ids": tf.gather(ids, position, batch_dims=1), "scores": top}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serving_default, "from_embedding": self.from_embedding}
 
 
 def default_scann_params(n_movies: int, fetch: int) -> dict[str, Any]:
@@ -158,6 +176,19 @@ def _movie_frame(model, dataset) -> pd.DataFrame:
     return frame
 
 
+def query_tower(model) -> tf.keras.Model | None:
+    """The tower whose output, dotted with ``model.movie_embeddings()``, is the model's top-N score:
+    a retrieval model's query tower, or the user tower of a multitask model that ranks by retrieval."""
+    keras = getattr(model, "model", None)
+    if keras is None:
+        return None
+    if hasattr(keras, "query_tower"):
+        return keras.query_tower
+    if getattr(keras, "score", None) == "retrieval" and hasattr(keras, "user_tower"):
+        return keras.user_tower
+    return None
+
+
 def export_retrieval(
     model,
     dataset: S.Dataset | None,
@@ -166,8 +197,9 @@ def export_retrieval(
     scann_params: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the serving export of a fitted :class:`RetrievalRecommender` into ``out_dir`` (atomic)."""
-    if getattr(model, "model", None) is None or not hasattr(model.model, "query_tower"):
+    """Write the serving export of a fitted retrieval model into ``out_dir`` (atomic); a model that also
+    predicts ratings (multitask) adds its ranking SavedModel as ``ranking/``."""
+    if query_tower(model) is None:
         raise ValueError(
             f"export_retrieval needs a fitted two-tower retrieval model, got {type(model).__name__}"
         )
@@ -179,7 +211,7 @@ def export_retrieval(
 
 
 def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) -> dict[str, Any]:
-    space, tower = model.space, model.model.query_tower
+    space, tower = model.space, query_tower(model)
     catalogue = model.catalogue.astype(np.int64)
     n_movies = len(catalogue)
     k_max = int(min(k_max, n_movies))
@@ -197,14 +229,13 @@ def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) 
     tf.saved_model.save(
         module, str(out / "query_tower"), signatures={"serving_default": module.serving_default}
     )
+    ranking = write_ranking(model, out / "ranking") if is_ranking_model(model) else None
 
     # Brute force: asks for the whole catalogue, so exclusion is always exact.
     brute = tfrs.layers.factorized_top_k.BruteForce(k=n_movies)
     brute.index(tf.constant(vectors), ids)
     module = TopKModule(space, tower, brute, catalogue, n_movies, k_max)
-    tf.saved_model.save(
-        module, str(out / "brute_force"), signatures={"serving_default": module.serving_default}
-    )
+    tf.saved_model.save(module, str(out / "brute_force"), signatures=module.signatures())
 
     # ScaNN: k_max plus the longest seen list, so that excluding seen movies still leaves k_max.
     fetch = int(min(n_movies, k_max + max_seen))
@@ -214,7 +245,7 @@ def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) 
     scann.index(tf.constant(vectors), ids)
     module = TopKModule(space, tower, scann, catalogue, fetch, k_max)
     tf.saved_model.save(
-        module, str(out / "scann"), signatures={"serving_default": module.serving_default},
+        module, str(out / "scann"), signatures=module.signatures(),
         options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
     )  # fmt: skip
 
@@ -246,6 +277,8 @@ def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) 
         },  # fmt: skip
         "embedding_dim": int(vectors.shape[1]),
         "user_features": sorted(specs),
+        "user_feature_inputs": _feature_inputs(space, specs),
+        "ranking": ranking,
         "k_max": k_max,
         "max_seen": max_seen,
         "indexes": {
@@ -264,9 +297,10 @@ def export_run(result_or_model, dataset: S.Dataset | None = None, run_dir: str |
                k_max: int = 100) -> Path | None:  # fmt: skip
     """Export a run into ``<run_dir>/export``; takes an ``ExperimentResult`` or a fitted model.
 
-    Retrieval models get the full export (:func:`export_retrieval`); two-tower rating models get their
-    rating SavedModel in ``<run_dir>/export/ranking`` (:func:`export_ranking`). Returns the path
-    written, or ``None`` (with one log line) for other models.
+    Retrieval models get the full export (:func:`export_retrieval`, with ``ranking/`` inside when the
+    model also predicts ratings: multitask); two-tower ranking models get their SavedModel in
+    ``<run_dir>/export/ranking`` (:func:`export_ranking`). Returns the path written, or ``None`` (with
+    one log line) for other models.
     """
     metrics = None
     model = result_or_model
@@ -277,9 +311,9 @@ def export_run(result_or_model, dataset: S.Dataset | None = None, run_dir: str |
         metrics = result_or_model.metrics
     if run_dir is None:
         raise ValueError("export_run needs a run directory")
-    if _is_rating_tower(model):
-        return export_ranking(model, Path(run_dir) / "export" / "ranking")
-    if getattr(model, "model", None) is None or not hasattr(model.model, "query_tower"):
+    if query_tower(model) is None:
+        if is_ranking_model(model):
+            return export_ranking(model, Path(run_dir) / "export" / "ranking")
         log.info(
             "export: model %r has no query tower; no serving export written", getattr(model, "name", model)
         )
@@ -287,90 +321,27 @@ def export_run(result_or_model, dataset: S.Dataset | None = None, run_dir: str |
     return export_retrieval(model, dataset, Path(run_dir) / "export", k_max=k_max, metrics=metrics)
 
 
-def _position_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
-    """String id -> its row in ``ids``; anything else -> -1."""
-    keys = tf.constant(ids_as_strings(ids), tf.string)
-    values = tf.range(len(ids), dtype=tf.int64)
-    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+# Categorical user features with at most this many values list them in the manifest (for checking
+# the features a cold-start request gives).
+MAX_LISTED_VALUES = 1000
 
 
-class RatingModule(tf.Module):
-    """``serving_default(user_id: string (B,), movie_id: string (B,)) -> {"rating": float32 (B,)}``.
+def _feature_inputs(space, specs: dict[str, tf.TensorSpec]) -> dict[str, dict[str, Any]]:
+    """What the query tower SavedModel takes, per input: dtype, rank, the value an unknown user gets,
+    and (small categorical features) the known values."""
+    from tfrs_movies.features.side import _defaults
 
-    The same answer as :meth:`TowerRecommender.predict`: raw side features are looked up in-graph, ids
-    the towers never trained on go to the OOV slot, pairs the towers cannot represent get the baseline
-    (global mean + known biases), and the rating is clipped to the rating scale.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        from tfrs_movies.features.side import _tf_tables
-        from tfrs_movies.models.ranking import _COLD_MOVIE_FEATURES, _COLD_USER_FEATURES
-
-        space = model.space
-        self.keras = model.model
-        self.user_lookup, utab = _tf_tables(space.users, space.user_table)
-        self.movie_lookup, mtab = _tf_tables(space.movies, space.movie_table)
-        self.user_tables = {n: tf.Variable(v, trainable=False) for n, v in utab.items()}
-        self.movie_tables = {n: tf.Variable(v, trainable=False) for n, v in mtab.items()}
-        self.user_pos = _position_table(model.users)
-        self.movie_col = _position_table(model.catalogue)
-        self.b_user = tf.Variable(np.append(model.b_user, 0.0).astype(np.float32), trainable=False)
-        self.b_movie = tf.Variable(np.append(model.b_movie, 0.0).astype(np.float32), trainable=False)
-        self.trained = tf.Variable(np.append(model.trained_movies, False), trainable=False)
-        self.mu = float(model.mu)
-        self.cold_users = bool(_COLD_USER_FEATURES & set(space.user_features))
-        self.cold_movies = bool(_COLD_MOVIE_FEATURES & set(space.movie_features))
-        self.low, self.high = (float(x) for x in model.rating_scale)
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None], tf.string, name="movie_id"),
-        ]
-    )
-    def serving_default(self, user_id, movie_id):
-        upos, mcol = self.user_pos.lookup(user_id), self.movie_col.lookup(movie_id)
-        known_user, in_catalogue = upos >= 0, mcol >= 0
-        n_users, n_movies = tf.shape(self.b_user)[0] - 1, tf.shape(self.b_movie)[0] - 1
-        trained = tf.gather(self.trained, tf.where(in_catalogue, mcol, tf.cast(n_movies, tf.int64)))
-        urow, mrow = self.user_lookup(user_id), self.movie_lookup(movie_id)
-        users = {n: tf.gather(t, urow) for n, t in self.user_tables.items()}
-        users[S.USER_ID] = tf.where(known_user, user_id, "")
-        movies = {n: tf.gather(t, mrow) for n, t in self.movie_tables.items()}
-        movies[S.MOVIE_ID] = tf.where(trained, movie_id, "")
-        predicted = self.keras.predict_pairs(self.keras.encode_users(users), self.keras.encode_movies(movies))
-        fallback = (
-            self.mu
-            + tf.gather(self.b_user, tf.where(known_user, upos, tf.cast(n_users, tf.int64)))
-            + tf.gather(self.b_movie, tf.where(trained, mcol, tf.cast(n_movies, tf.int64)))
-        )
-        user_ok = known_user | ((urow > 0) & self.cold_users)
-        movie_ok = in_catalogue & (trained | self.cold_movies)
-        rating = tf.where(user_ok & movie_ok, tf.cast(predicted, tf.float32), fallback)
-        return {"rating": tf.clip_by_value(rating, self.low, self.high)}
-
-
-def _is_rating_tower(model) -> bool:
-    """A two-tower model whose tower output is the rating itself (not a logit or normalised rating)."""
-    from tfrs_movies.models.ranking import TowerRecommender
-
-    if not isinstance(model, TowerRecommender) or model.output != "rating" or model.model is None:
-        return False
-    return type(model)._to_output is TowerRecommender._to_output or getattr(model, "head", None) in (
-        "concat", "dot_sigmoid",
-    )  # fmt: skip
-
-
-def export_ranking(model, out_dir: str | Path) -> Path:
-    """Write a rating model (a TFRS two-tower ranking model whose output is the rating itself) as a
-    SavedModel (``serving_default(user_id, movie_id) -> {"rating"}``) into ``out_dir``, atomically."""
-    if not _is_rating_tower(model):
-        raise ValueError(
-            f"export_ranking supports two-tower rating models, not {getattr(model, 'name', model)!r}"
-        )
-    out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
-        module = RatingModule(model)
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serving_default})
-    return out_dir
+    defaults = _defaults(space.user_table)
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in specs.items():
+        entry: dict[str, Any] = {"dtype": spec.dtype.name, "rank": len(spec.shape)}
+        if name in space.user_table:
+            values = space.user_table[name]
+            default = defaults[name]
+            entry["default"] = default.tolist() if spec.dtype == tf.string else float(default)
+            if spec.dtype == tf.string and values.ndim == 1:
+                known = sorted({str(v) for v in values} - {""})
+                if len(known) <= MAX_LISTED_VALUES:
+                    entry["values"] = known
+        out[name] = entry
+    return out

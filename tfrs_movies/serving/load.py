@@ -1,9 +1,18 @@
 """Load a serving export (see :mod:`tfrs_movies.serving.export`) and answer top-N questions from it.
 
-``load_export(path) -> Exported``; ``Exported.recommend(user_id, k, index, include_seen)`` and
-``Exported.similar(movie_id, k)`` return a :class:`Recommendations` (a frame of movie_id, title, year,
-score, and whether the answer is the popularity cold start). Every failure is a :class:`ServingError`
-with a one-line message.
+``load_export(path, ranking=None) -> Exported``; ``Exported.recommend(user_id, k, ...)``,
+``recommend_pair``, ``similar`` return a :class:`Recommendations`: a frame of movie_id, title, year,
+score and ``stage`` (which stage produced ``score``: ``retrieval``, ``ranking`` or ``popularity``), plus
+a one-line note where the answer needs one (cold start, two stages, pair aggregation).
+
+Two stages (seed 001): when the export holds a ranking SavedModel (``ranking/``, or another run's given
+as ``ranking``), the index proposes ``candidates`` movies and the ranking model re-scores them; the
+frame then also has ``retrieval_score`` (stage 1) while ``score`` is the ranking model's prediction.
+
+Cold start: a user unknown to the export is answered from the features given (``features={"age": 25,
+"gender": "F", "occupation": "writer"}``) through the query tower SavedModel when its user tower uses
+any of them, else from popularity; the note says which. Every failure is a :class:`ServingError` with a
+one-line message.
 """
 
 from __future__ import annotations
@@ -21,6 +30,10 @@ from tfrs_movies import schema as S
 
 INDEXES = ("scann", "brute_force")
 AGGREGATIONS = ("average", "least_misery")
+DEFAULT_CANDIDATES = 100
+# Cold-start request fields -> the query tower inputs they fill (see features/side.py).
+COLD_START_FIELDS = {"gender": ("gender",), "occupation": ("occupation",), "age": ("age", "age_bucket"),
+                     "zip": ("zip_prefix",)}  # fmt: skip
 
 
 class ServingError(Exception):
@@ -29,9 +42,14 @@ class ServingError(Exception):
 
 @dataclass
 class Recommendations:
-    frame: pd.DataFrame  # movie_id, title, year, score (best first)
+    frame: pd.DataFrame  # movie_id, title, year, score, stage [, retrieval_score] (best first)
     cold_start: bool = False
     note: str | None = None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _parse_id(value: Any, what: str) -> int:
@@ -48,7 +66,7 @@ def _parse_id(value: Any, what: str) -> int:
 class Exported:
     """A loaded export; the SavedModels are loaded on first use."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, ranking: str | Path | None = None):
         from tfrs_movies.serving.export import REQUIRED_FILES
 
         self.path = Path(path)
@@ -81,6 +99,31 @@ class Exported:
         self._user_index = pd.Index(self.users)
         self._movie_index = pd.Index(self.catalogue)
         self._models: dict[str, Any] = {}
+        self.ranking_path = self._find_ranking(ranking)
+
+    def _find_ranking(self, ranking: str | Path | None) -> Path | None:
+        """The ranking SavedModel: the one given, else the export's own ``ranking/``, else none."""
+        if ranking is None:
+            own = self.path / "ranking"
+            return own if (own / "saved_model.pb").is_file() else None
+        ranking = Path(ranking)
+        if (ranking / "ranking" / "saved_model.pb").is_file():  # another run's export directory
+            ranking = ranking / "ranking"
+        if not (ranking / "saved_model.pb").is_file():
+            raise ServingError(f"no ranking SavedModel in {ranking}")
+        return ranking
+
+    @property
+    def has_ranking(self) -> bool:
+        return self.ranking_path is not None
+
+    @property
+    def ranking_output(self) -> str:
+        """What the ranking model predicts: ``rating`` or ``probability``."""
+        info = self.ranking_path / "ranking.json" if self.ranking_path else None
+        if info is not None and info.is_file():
+            return json.loads(info.read_text()).get("output", "rating")
+        return "rating"
 
     # ----- helpers ---------------------------------------------------------------------------------
     def _check_k(self, k: Any, upper: int | None = None) -> int:
@@ -95,13 +138,12 @@ class Exported:
             raise ServingError(f"k must be between 1 and {upper}, got {k_int}")
         return k_int
 
-    def _signature(self, index: str):
-        if index not in INDEXES:
-            raise ServingError(f"unknown index {index!r}; choose scann or brute_force")
-        if index not in self._models:
+    def _load(self, name: str, path: Path):
+        what = f"the {name} index" if name in INDEXES else f"the {name} SavedModel"
+        if name not in self._models:
             import tensorflow as tf
 
-            if index == "scann":
+            if name == "scann":
                 try:
                     from scann import scann_ops  # noqa: F401  (registers the Scann ops)
                 except ImportError:
@@ -109,19 +151,40 @@ class Exported:
                         "the scann index needs the scann package; use --index brute_force"
                     ) from None
             try:
-                self._models[index] = tf.saved_model.load(str(self.path / index))
+                self._models[name] = tf.saved_model.load(str(path))
             except Exception as err:  # noqa: BLE001
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise ServingError(f"cannot load the {index} index from {self.path}: {first}") from None
-        return self._models[index].signatures["serving_default"]
+                raise ServingError(f"cannot load {what} from {path}: {_first_line(err)}") from None
+        return self._models[name]
 
-    def _frame(self, movie_ids: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    def _signature(self, index: str, name: str = "serving_default"):
+        if index not in INDEXES:
+            raise ServingError(f"unknown index {index!r}; choose scann or brute_force")
+        signatures = self._load(index, self.path / index).signatures
+        if name not in signatures:
+            raise ServingError(f"the {index} index of {self.path} has no {name!r} signature; export it again")
+        return signatures[name]
+
+    def _check_candidates(self, candidates: Any, k: int) -> int:
+        if candidates is None:
+            return max(k, min(DEFAULT_CANDIDATES, self.k_max))
+        try:
+            n = int(candidates)
+            if n != candidates:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ServingError(f"candidates must be an integer, got {candidates!r}") from None
+        if not k <= n <= self.k_max:
+            raise ServingError(f"candidates must be between k ({k}) and {self.k_max}, got {n}")
+        return n
+
+    def _frame(self, movie_ids: np.ndarray, scores: np.ndarray, stage: str) -> pd.DataFrame:
         rows = self.movies.set_index(S.MOVIE_ID).reindex(movie_ids)
         return pd.DataFrame({
             S.MOVIE_ID: np.asarray(movie_ids, np.int64),
             S.TITLE: rows[S.TITLE].fillna("").astype(str).to_numpy(),
             S.YEAR: pd.array(rows[S.YEAR].to_numpy(), dtype="Int64"),
             "score": np.asarray(scores, np.float64),
+            "stage": stage,
         })  # fmt: skip
 
     def seen_movies(self, user_id: Any) -> np.ndarray:
@@ -134,47 +197,153 @@ class Exported:
         if exclude is not None and len(exclude):
             scores[self._movie_index.get_indexer(exclude)] = -np.inf
         order = np.argsort(-scores, kind="stable")[:k]
-        return self._frame(self.catalogue[order], scores[order])
+        return self._frame(self.catalogue[order], scores[order], "popularity")
+
+    def _search(self, signature, query: dict[str, Any], k: int, exclude: list[str], index: str):
+        """One index call: ``(movie_ids (k',), scores (k',))`` with -inf (excluded) entries dropped."""
+        import tensorflow as tf
+
+        try:
+            out = signature(
+                **query, k=tf.constant(k, tf.int32),
+                exclude=tf.constant([exclude], dtype=tf.string, shape=(1, len(exclude))),
+            )  # fmt: skip
+        except Exception as err:  # noqa: BLE001 - e.g. a tampered SavedModel
+            raise ServingError(f"the {index} index failed: {_first_line(err)}") from None
+        ids = out["movie_ids"].numpy()[0].astype(str).astype(np.int64)
+        scores = out["scores"].numpy()[0].astype(np.float64)
+        keep = np.isfinite(scores)
+        return ids[keep], scores[keep]
+
+    def predict(self, user_id: Any, movie_ids: Any) -> np.ndarray:
+        """The ranking model's prediction (``ranking_output``: rating or probability) for one user and
+        each of ``movie_ids``."""
+        if not self.has_ranking:
+            raise ServingError(f"{self.path} has no ranking model (export a multitask run, or give one)")
+        import tensorflow as tf
+
+        uid = _parse_id(user_id, "user")
+        movies = [str(_parse_id(m, "movie")) for m in np.atleast_1d(movie_ids)]
+        serve = self._load("ranking", self.ranking_path).signatures["serving_default"]
+        try:
+            out = serve(
+                user_id=tf.constant([str(uid)] * len(movies)), movie_id=tf.constant(movies, tf.string)
+            )
+        except Exception as err:  # noqa: BLE001
+            raise ServingError(f"the ranking model failed: {_first_line(err)}") from None
+        return out["score"].numpy().astype(np.float64)
 
     def recommend(
-        self, user_id: Any, k: int = 10, index: str = "scann", include_seen: bool = False
-    ) -> Recommendations:
-        """Top ``k`` movies for a user (the movies they rated in train removed unless ``include_seen``);
-        a user unknown to the export gets the popularity ranking, with ``cold_start`` set."""
+        self, user_id: Any, k: int = 10, index: str = "scann", include_seen: bool = False,
+        candidates: int | None = None, rerank: bool | None = None, features: dict[str, Any] | None = None,
+    ) -> Recommendations:  # fmt: skip
+        """Top ``k`` movies for a user, the movies they rated in train removed unless ``include_seen``.
+
+        ``rerank`` (default: whenever a ranking model is there) makes it two stages: the index proposes
+        ``candidates`` (default 100, between k and k_max) and the ranking model orders them. A user
+        unknown to the export gets the cold start (module docstring), with ``cold_start`` set.
+        """
         uid = _parse_id(user_id, "user")
         k = self._check_k(k)
         if index not in INDEXES:
             raise ServingError(f"unknown index {index!r}; choose scann or brute_force")
+        rerank = self.has_ranking if rerank is None else bool(rerank)
+        if rerank and not self.has_ranking:
+            raise ServingError(f"{self.path} has no ranking model to re-score with")
         if self._user_index.get_indexer([uid])[0] < 0:
-            return Recommendations(
-                self.popular(k), cold_start=True,
-                note=f"user {uid} is unknown to this model: showing the most popular movies",
-            )  # fmt: skip
+            return self._cold_start(uid, k, index, features)
         import tensorflow as tf
 
         exclude = [] if include_seen else [str(m) for m in self.seen_movies(uid)]
-        serve = self._signature(index)
+        query = {"user_id": tf.constant([str(uid)])}
+        if not rerank:
+            ids, scores = self._search(self._signature(index), query, k, exclude, index)
+            return Recommendations(self._frame(ids, scores, "retrieval"))
+        n = self._check_candidates(candidates, k)
+        ids, scores = self._search(self._signature(index), query, n, exclude, index)
+        predicted = self.predict(uid, ids)
+        order = np.argsort(-predicted, kind="stable")[:k]  # ties keep the retrieval order
+        frame = self._frame(ids[order], predicted[order], "ranking")
+        frame["retrieval_score"] = scores[order]
+        note = (
+            f"two stages: the {index} index proposed {len(ids)} candidates (retrieval_score), "
+            f"the ranking model re-scored them (score = predicted {self.ranking_output})"
+        )
+        return Recommendations(frame, note=note)
+
+    def _cold_start(self, uid: int, k: int, index: str, features: dict[str, Any] | None) -> Recommendations:
+        unknown = f"user {uid} is unknown to this model"
+        inputs = self.manifest.get("user_feature_inputs", {})
+        given = {name: value for name, value in (features or {}).items() if value is not None}
+        usable = {name: v for name, v in given.items() if set(COLD_START_FIELDS.get(name, ())) & set(inputs)}
+        if given and not usable:
+            uses = ", ".join(self.manifest.get("user_features", [])) or "ids only"
+            note = (f"{unknown}, and its user tower uses none of the features given ({', '.join(given)}; "
+                    f"it uses: {uses}): showing the most popular movies")  # fmt: skip
+            return Recommendations(self.popular(k), cold_start=True, note=note)
+        if not usable:
+            note = f"{unknown}: showing the most popular movies"
+            return Recommendations(self.popular(k), cold_start=True, note=note)
+        embedding = self.query_embedding(usable)
+        import tensorflow as tf
+
+        ids, scores = self._search(
+            self._signature(index, "from_embedding"), {"embedding": tf.constant(embedding)}, k, [], index
+        )
+        described = ", ".join(
+            f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+            for name, value in usable.items()
+        )
+        note = f"{unknown}: recommending from the features given ({described}) through the query tower"
+        return Recommendations(self._frame(ids, scores, "retrieval"), cold_start=True, note=note)
+
+    def query_embedding(self, features: dict[str, Any]) -> np.ndarray:
+        """``(1, d)`` query embedding of a new user described by ``features`` (``age``, ``gender``,
+        ``occupation``, ``zip``); inputs not given take the value of an unknown user."""
+        import tensorflow as tf
+
+        from tfrs_movies.features.side import age_bucket
+
+        inputs = self.manifest.get("user_feature_inputs", {})
+        values: dict[str, Any] = {}
+        for name, value in features.items():
+            if name not in COLD_START_FIELDS:
+                raise ServingError(f"unknown user feature {name!r}; known: {', '.join(COLD_START_FIELDS)}")
+            if name == "age":
+                try:
+                    age = float(value)
+                except (TypeError, ValueError):
+                    raise ServingError(f"age must be a number, got {value!r}") from None
+                if not 0 < age < 130:
+                    raise ServingError(f"age must be between 1 and 129, got {value!r}")
+                values["age"], values["age_bucket"] = age, str(age_bucket(np.array([age]))[0])
+            elif name == "zip":
+                values["zip_prefix"] = str(value).strip()[:1]
+            else:
+                values[name] = str(value).strip()
+        tensors = {}
+        for name, spec in inputs.items():
+            if name in values and "values" in spec and values[name] not in spec["values"]:
+                shown = ", ".join(spec["values"][:12]) + (", ..." if len(spec["values"]) > 12 else "")
+                raise ServingError(f"unknown {name} {values[name]!r}; known: {shown}")
+            value = values.get(name, "" if name == S.USER_ID else spec.get("default", ""))
+            dtype = tf.string if spec["dtype"] == "string" else tf.float32
+            tensors[name] = tf.constant([value], dtype=dtype)
+        signature = self._load("query_tower", self.path / "query_tower").signatures["serving_default"]
         try:
-            out = serve(
-                user_id=tf.constant([str(uid)]),
-                k=tf.constant(k, tf.int32),
-                exclude=tf.constant([exclude], dtype=tf.string, shape=(1, len(exclude))),
-            )
-        except Exception as err:  # noqa: BLE001 - e.g. a tampered SavedModel
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ServingError(f"the {index} index failed: {first}") from None
-        ids = out["movie_ids"].numpy()[0].astype(str).astype(np.int64)
-        scores = out["scores"].numpy()[0]
-        keep = np.isfinite(scores)
-        return Recommendations(self._frame(ids[keep], scores[keep]))
+            return signature(**tensors)["embedding"].numpy().astype(np.float32)
+        except Exception as err:  # noqa: BLE001
+            raise ServingError(f"the query tower failed: {_first_line(err)}") from None
 
     def recommend_many(
-        self, user_ids: list[Any], k: int = 10, index: str = "scann", include_seen: bool = False
-    ) -> pd.DataFrame:
-        """One frame for a batch of users: user_id, rank, movie_id, title, year, score, cold_start."""
+        self, user_ids: list[Any], k: int = 10, index: str = "scann", include_seen: bool = False,
+        candidates: int | None = None, rerank: bool | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """One frame for a batch of users: user_id, rank, movie_id, title, year, score, stage[,
+        retrieval_score], cold_start."""
         frames = []
         for user in user_ids:
-            result = self.recommend(user, k, index, include_seen)
+            result = self.recommend(user, k, index, include_seen, candidates, rerank)
             frame = result.frame.copy()
             frame.insert(0, "rank", range(1, len(frame) + 1))
             frame.insert(0, "user_id", str(user))
@@ -183,37 +352,49 @@ class Exported:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def recommend_pair(
-        self, user_a: Any, user_b: Any, k: int = 10, aggregation: str = "average", index: str = "scann"
-    ) -> Recommendations:
-        """Movies for two users watching together (seed 004's paired users).
+        self, user_a: Any, user_b: Any, k: int = 10, aggregation: str = "average", index: str = "scann",
+        candidates: int | None = None, rerank: bool | None = None,
+    ) -> Recommendations:  # fmt: skip
+        """Movies for two users watching together (seed 004's paired users), neither user's seen movies.
 
-        Candidates are the union of both users' top ``k_max`` (each user's seen movies removed); each
-        user's scores over the candidates are standardised (a movie outside a user's list gets that
-        user's lowest listed score), then combined by ``aggregation``: ``average`` (the mean of the two)
-        or ``least_misery`` (the lower of the two, so neither viewer gets a film they would dislike).
+        Candidates are the union of both users' retrieval lists (``candidates`` each, default 100; k_max
+        without a ranking model). With a ranking model each user's predicted rating of every candidate
+        is combined by ``aggregation``: ``average`` (the mean of the two) or ``least_misery`` (the lower,
+        so neither viewer gets a film they would dislike). Without one, each user's retrieval scores are
+        standardised first (a movie outside a user's list gets that user's lowest listed score).
         """
         if aggregation not in AGGREGATIONS:
             raise ServingError(f"unknown aggregation {aggregation!r}; choose {' or '.join(AGGREGATIONS)}")
         k = self._check_k(k)
-        seen = np.union1d(self.seen_movies(user_a), self.seen_movies(user_b))
+        rerank = self.has_ranking if rerank is None else bool(rerank)
+        n = self._check_candidates(candidates, k) if rerank else self.k_max
+        users = (_parse_id(user_a, "user"), _parse_id(user_b, "user"))
+        seen = np.union1d(self.seen_movies(users[0]), self.seen_movies(users[1]))
         lists, notes = [], []
-        for user in (user_a, user_b):
-            result = self.recommend(user, self.k_max, index)
+        for user in users:
+            result = self.recommend(user, n, index, rerank=False)
             lists.append(result.frame[~result.frame[S.MOVIE_ID].isin(seen)])
             if result.note:
                 notes.append(result.note)
-        candidates = np.union1d(lists[0][S.MOVIE_ID], lists[1][S.MOVIE_ID])
-        per_user = []
-        for frame in lists:
-            scores = pd.Series(frame["score"].to_numpy(), index=frame[S.MOVIE_ID].to_numpy())
-            filled = scores.reindex(candidates).fillna(scores.min() if len(scores) else 0.0).to_numpy()
-            per_user.append((filled - filled.mean()) / (filled.std() or 1.0))
+        candidates_ids = np.union1d(lists[0][S.MOVIE_ID], lists[1][S.MOVIE_ID])
+        if rerank:
+            per_user = [self.predict(user, candidates_ids) for user in users]
+            what = f"{aggregation} of the predicted {self.ranking_output}s (ranking model)"
+        else:
+            per_user = []
+            for frame in lists:
+                scores = pd.Series(frame["score"].to_numpy(), index=frame[S.MOVIE_ID].to_numpy())
+                filled = (
+                    scores.reindex(candidates_ids).fillna(scores.min() if len(scores) else 0.0).to_numpy()
+                )
+                per_user.append((filled - filled.mean()) / (filled.std() or 1.0))
+            what = f"{aggregation} of standardised retrieval scores"
         combined = (per_user[0] + per_user[1]) / 2 if aggregation == "average" else np.minimum(*per_user)
         order = np.argsort(-combined, kind="stable")[:k]
-        note = "; ".join([f"pair aggregation: {aggregation} of standardised scores", *notes])
-        return Recommendations(
-            self._frame(candidates[order], combined[order]), cold_start=bool(notes), note=note
-        )
+        frame = self._frame(candidates_ids[order], combined[order], "ranking" if rerank else "retrieval")
+        frame[f"score_{users[0]}"], frame[f"score_{users[1]}"] = per_user[0][order], per_user[1][order]
+        note = "; ".join([f"pair aggregation: {what}", *notes])
+        return Recommendations(frame, cold_start=bool(notes), note=note)
 
     def similar(self, movie_id: Any, k: int = 10) -> Recommendations:
         """The ``k`` movies whose exported embeddings are closest in cosine, the movie itself left out."""
@@ -226,7 +407,7 @@ class Exported:
         sims = (unit @ unit[col]).astype(np.float64)
         sims[col] = -np.inf
         order = np.argsort(-sims, kind="stable")[:k]
-        return Recommendations(self._frame(self.catalogue[order], sims[order]))
+        return Recommendations(self._frame(self.catalogue[order], sims[order], "embedding cosine"))
 
 
 def read_user_ids(path: str | Path) -> list[str]:
@@ -240,6 +421,7 @@ def read_user_ids(path: str | Path) -> list[str]:
     return lines
 
 
-def load_export(path: str | Path) -> Exported:
-    """Open an export directory; a missing or corrupt one is a :class:`ServingError` naming the problem."""
-    return Exported(path)
+def load_export(path: str | Path, ranking: str | Path | None = None) -> Exported:
+    """Open an export directory (and optionally another run's ranking export for the second stage); a
+    missing or corrupt one is a :class:`ServingError` naming the problem."""
+    return Exported(path, ranking)

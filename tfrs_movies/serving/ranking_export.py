@@ -1,0 +1,180 @@
+"""Export a TFRS two-tower ranking model as one SavedModel from raw ids to its prediction.
+
+``export_ranking(model, out_dir)`` writes, atomically, a SavedModel whose
+
+    serving_default(user_id: string (B,), movie_id: string (B,))
+        -> {"score": float32 (B,), "<output>": float32 (B,)}
+
+returns what ``model.predict`` returns: ``<output>`` is ``rating`` (clipped to the rating scale) for
+rating models and ``probability`` for the ``rating >= 4`` classifiers; ``score`` is the same value
+under a name every ranking export shares, so two-stage serving never needs to know which it is. The
+user's and the movie's side features are looked up in-graph from the ids. Every head is covered:
+
+- ``concat`` / ``dot_sigmoid`` / multitask's rating head: the head's output is the rating;
+- ``cosine``: the head predicts the per-user normalised rating, mapped back with the user's mean and
+  scale (the global ones for users the normaliser never saw), exactly as :class:`UserRatingNormalizer`;
+- ``classification`` (``rating_classifier``, ``dnn_multi_embedding``): the head's logit through a sigmoid.
+
+Pairs the towers cannot represent (a movie without train ratings or features, a user without either)
+get the model's fallback: global mean + known biases, or the positive rate for classifiers.
+``ranking.json`` beside the SavedModel says which output it has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_movies import schema as S
+from tfrs_movies.features.preprocessing import ids_as_strings
+from tfrs_movies.io import atomic_directory, atomic_write_json
+
+# How the head's raw output becomes the prediction.
+IDENTITY, USER_NORMALIZER, SIGMOID = "identity", "user_normalizer", "sigmoid"
+
+
+def position_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
+    """String id -> its row in ``ids``; anything else -> -1."""
+    keys = tf.constant(ids_as_strings(ids), tf.string)
+    values = tf.range(len(ids), dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
+def output_transform(model) -> str | None:
+    """The transform from the model's raw head output to ``predict`` (None: not a two-tower ranker)."""
+    from tfrs_movies.models.ranking import TowerRecommender
+
+    if not isinstance(model, TowerRecommender) or getattr(model, "model", None) is None:
+        return None
+    if model.output == "probability":
+        return SIGMOID
+    if model.output != "rating":
+        return None
+    if getattr(model, "head", None) == "cosine":
+        return USER_NORMALIZER
+    if type(model)._to_output is TowerRecommender._to_output or getattr(model, "head", None) in (
+        "concat", "dot_sigmoid",
+    ):  # fmt: skip
+        return IDENTITY
+    return None
+
+
+def is_ranking_model(model) -> bool:
+    """Whether :func:`export_ranking` can export ``model``."""
+    return output_transform(model) is not None
+
+
+class RankingModule(tf.Module):
+    """``serving_default(user_id, movie_id) -> {"score", "rating" | "probability"}``, see the module doc."""
+
+    def __init__(self, model):
+        super().__init__()
+        from tfrs_movies.features.side import _tf_tables
+        from tfrs_movies.models.ranking import _COLD_MOVIE_FEATURES, _COLD_USER_FEATURES
+
+        space = model.space
+        self.keras = model.model
+        self.transform = output_transform(model)
+        self.output_name = "probability" if self.transform == SIGMOID else "rating"
+        self.user_lookup, utab = _tf_tables(space.users, space.user_table)
+        self.movie_lookup, mtab = _tf_tables(space.movies, space.movie_table)
+        self.user_tables = {n: tf.Variable(v, trainable=False) for n, v in utab.items()}
+        self.movie_tables = {n: tf.Variable(v, trainable=False) for n, v in mtab.items()}
+        self.user_pos = position_table(model.users)
+        self.movie_col = position_table(model.catalogue)
+        # One extra slot at the end of each table for "unknown".
+        self.b_user = tf.Variable(np.append(model.b_user, 0.0).astype(np.float32), trainable=False)
+        self.b_movie = tf.Variable(np.append(model.b_movie, 0.0).astype(np.float32), trainable=False)
+        self.trained = tf.Variable(np.append(model.trained_movies, False), trainable=False)
+        if self.transform == USER_NORMALIZER:
+            norm = model.normalizer
+            users = pd.Index(model.users)
+            means = norm.means.reindex(users).fillna(norm.global_mean).to_numpy(np.float64)
+            scales = norm.scales.reindex(users).fillna(norm.global_scale).to_numpy(np.float64)
+            self.user_mean = tf.Variable(
+                np.append(means, norm.global_mean).astype(np.float32), trainable=False
+            )
+            self.user_scale = tf.Variable(
+                np.append(scales, norm.global_scale).astype(np.float32), trainable=False
+            )
+        self.mu = float(model.mu)
+        self.positive_rate = float(model.positive_rate)
+        self.cold_users = bool(_COLD_USER_FEATURES & set(space.user_features))
+        self.cold_movies = bool(_COLD_MOVIE_FEATURES & set(space.movie_features))
+        self.low, self.high = (float(x) for x in model.rating_scale)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([None], tf.string, name="movie_id"),
+        ]
+    )
+    def serving_default(self, user_id, movie_id):
+        upos, mcol = self.user_pos.lookup(user_id), self.movie_col.lookup(movie_id)
+        known_user, in_catalogue = upos >= 0, mcol >= 0
+        n_users, n_movies = tf.shape(self.b_user, tf.int64)[0] - 1, tf.shape(self.b_movie, tf.int64)[0] - 1
+        user_slot = tf.where(known_user, upos, n_users)
+        trained = tf.gather(self.trained, tf.where(in_catalogue, mcol, n_movies))
+        urow, mrow = self.user_lookup(user_id), self.movie_lookup(movie_id)
+        users = {n: tf.gather(t, urow) for n, t in self.user_tables.items()}
+        users[S.USER_ID] = tf.where(known_user, user_id, "")
+        movies = {n: tf.gather(t, mrow) for n, t in self.movie_tables.items()}
+        movies[S.MOVIE_ID] = tf.where(trained, movie_id, "")
+        raw = tf.cast(
+            self.keras.predict_pairs(self.keras.encode_users(users), self.keras.encode_movies(movies)),
+            tf.float32,
+        )
+        if self.transform == SIGMOID:
+            predicted = tf.sigmoid(raw)
+            fallback = tf.fill(tf.shape(raw), self.positive_rate)
+        else:
+            if self.transform == USER_NORMALIZER:
+                raw = raw * tf.gather(self.user_scale, user_slot) + tf.gather(self.user_mean, user_slot)
+            predicted = raw
+            fallback = (
+                self.mu
+                + tf.gather(self.b_user, user_slot)
+                + tf.gather(self.b_movie, tf.where(trained, mcol, n_movies))
+            )
+        user_ok = known_user | ((urow > 0) & self.cold_users)
+        movie_ok = in_catalogue & (trained | self.cold_movies)
+        out = tf.where(user_ok & movie_ok, predicted, fallback)
+        if self.transform != SIGMOID:
+            out = tf.clip_by_value(out, self.low, self.high)
+        return {"score": out, self.output_name: out}
+
+
+def write_ranking(model, out: Path) -> dict:
+    """Save the ranking SavedModel into ``out`` (not atomic: used inside an atomic export); returns
+    its description (also written as ``ranking.json``)."""
+    if not is_ranking_model(model):
+        raise ValueError(
+            f"export_ranking supports TFRS two-tower ranking models, not {getattr(model, 'name', model)!r}"
+        )
+    module = RankingModule(model)
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serving_default})
+    info = {
+        "model": model.name,
+        "output": module.output_name,
+        "transform": module.transform,
+        "rating_scale": [module.low, module.high],
+        "signature": "serving_default(user_id: string (B,), movie_id: string (B,)) -> score, "
+        + module.output_name,
+    }
+    atomic_write_json(out / "ranking.json", info)
+    return info
+
+
+def export_ranking(model, out_dir: str | Path) -> Path:
+    """Write ``model`` as a ranking SavedModel (module docstring) into ``out_dir``, atomically."""
+    if not is_ranking_model(model):
+        raise ValueError(
+            f"export_ranking supports TFRS two-tower ranking models, not {getattr(model, 'name', model)!r}"
+        )
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        write_ranking(model, tmp)
+    return out_dir
