@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 import pandas as pd
 
-import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-from tfrs_movies.io import atomic_write_text
+# The answer is what a user reads here: TensorFlow's C++ log (e.g. "failed call to cuInit" on a machine
+# without a GPU) would come before it; real failures still arrive as one "error:" line.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tfrs_movies  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+from tfrs_movies.io import atomic_write_text  # noqa: E402
 from tfrs_movies.serving.load import AGGREGATIONS, ServingError, load_export, read_user_ids
 
 

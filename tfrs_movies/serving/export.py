@@ -338,7 +338,7 @@ def _feature_inputs(space, specs: dict[str, tf.TensorSpec]) -> dict[str, dict[st
         if name in space.user_table:
             values = space.user_table[name]
             default = defaults[name]
-            entry["default"] = default.tolist() if spec.dtype == tf.string else float(default)
+            entry["default"] = np.asarray(default).tolist()  # a scalar, or a row for sequence inputs
             if spec.dtype == tf.string and values.ndim == 1:
                 known = sorted({str(v) for v in values} - {""})
                 if len(known) <= MAX_LISTED_VALUES:
