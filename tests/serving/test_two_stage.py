@@ -182,3 +182,23 @@ def test_every_ranking_head_exports_what_predict_returns(tiny_world, tmp_path, o
     got = serve(user_id=tf.constant(users.astype(str)), movie_id=tf.constant(movies.astype(str)))
     np.testing.assert_allclose(got[model.output].numpy(), model.predict(users, movies), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(got["score"].numpy(), got[model.output].numpy())
+
+
+def test_ranking_from_features_answers_like_the_id_signature(multitask):
+    """``from_features`` takes the side features themselves; fed the tables' own rows for trained
+    users and movies it gives what ``serving_default`` gives from the ids."""
+    model, path = multitask
+    served = tf.saved_model.load(str(path / "ranking"))
+    users = np.repeat(model.users[:10], 3)
+    movies = np.tile(model.catalogue[model.trained_movies][:3], 10)
+    features = {**model.space.user_rows(users), **model.space.movie_rows(movies)}
+    tensors = {name: tf.constant(values) for name, values in features.items()}
+    got = served.signatures["from_features"](**tensors)["rating"].numpy()
+    by_id = served.signatures["serving_default"](
+        user_id=tf.constant(users.astype(str)), movie_id=tf.constant(movies.astype(str))
+    )["rating"].numpy()
+    np.testing.assert_allclose(got, by_id, rtol=1e-5, atol=1e-5)
+    # A new user described only by features still gets a rating from the towers, within the scale.
+    new = {**tensors, "user_id": tf.constant(["new"] * len(users))}
+    rating = served.signatures["from_features"](**new)["rating"].numpy()
+    assert np.all((rating >= 1) & (rating <= 5)) and not np.allclose(rating, got)

@@ -8,7 +8,14 @@
 returns what ``model.predict`` returns: ``<output>`` is ``rating`` (clipped to the rating scale) for
 rating models and ``probability`` for the ``rating >= 4`` classifiers; ``score`` is the same value
 under a name every ranking export shares, so two-stage serving never needs to know which it is. The
-user's and the movie's side features are looked up in-graph from the ids. Every head is covered:
+user's and the movie's side features are looked up in-graph from the ids. A second signature,
+
+    from_features(user_id, movie_id, <every raw user and movie side feature the towers read>)
+        -> {"score", "<output>"}
+
+takes the side features themselves (named as in :mod:`tfrs_movies.features.side`, batch first), for a
+user or movie the tables do not hold yet; ids the towers never trained on use their features alone.
+Every head is covered:
 
 - ``concat`` / ``dot_sigmoid`` / multitask's rating head: the head's output is the rating;
 - ``cosine``: the head predicts the per-user normalised rating, mapped back with the user's mean and
@@ -41,6 +48,16 @@ def position_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
     keys = tf.constant(ids_as_strings(ids), tf.string)
     values = tf.range(len(ids), dtype=tf.int64)
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
+def _specs(sample: dict[str, np.ndarray]) -> dict[str, tf.TensorSpec]:
+    """Batch-first specs named after the raw features of a one-row sample."""
+    out = {}
+    for name, values in sample.items():
+        values = np.asarray(values)
+        dtype = tf.string if values.dtype == object or values.dtype.kind in "US" else tf.float32
+        out[name] = tf.TensorSpec([None] * max(values.ndim, 1), dtype, name=name)
+    return out
 
 
 def output_transform(model) -> str | None:
@@ -105,6 +122,47 @@ class RankingModule(tf.Module):
         self.cold_users = bool(_COLD_USER_FEATURES & set(space.user_features))
         self.cold_movies = bool(_COLD_MOVIE_FEATURES & set(space.movie_features))
         self.low, self.high = (float(x) for x in model.rating_scale)
+        self.trained_users = position_table(
+            model.space.id_users if model.space.id_users is not None else model.users
+        )
+        self.trained_movie_ids = position_table(model.catalogue[np.asarray(model.trained_movies, bool)])
+        user_specs = _specs(model.space.user_rows(model.users[:1]))
+        movie_specs = _specs(model.space.movie_rows(model.catalogue[:1]))
+        self.feature_names = sorted(user_specs) + sorted(movie_specs)
+        self.user_feature_names = set(user_specs)
+        specs = {**user_specs, **movie_specs}
+
+        @tf.function(input_signature=[specs[n] for n in self.feature_names])
+        def from_features(*tensors):
+            return self._from_features(dict(zip(self.feature_names, tensors, strict=True)))
+
+        self.from_features = from_features
+
+    def _transform(self, raw: tf.Tensor, user_slot: tf.Tensor) -> tf.Tensor:
+        if self.transform == SIGMOID:
+            return tf.sigmoid(raw)
+        if self.transform == USER_NORMALIZER:
+            return raw * tf.gather(self.user_scale, user_slot) + tf.gather(self.user_mean, user_slot)
+        return raw
+
+    def _from_features(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        users = {n: v for n, v in features.items() if n in self.user_feature_names}
+        movies = {n: v for n, v in features.items() if n not in self.user_feature_names}
+        # Ids without an embedding go to the OOV slot, so their features speak for them.
+        users[S.USER_ID] = tf.where(self.trained_users.lookup(users[S.USER_ID]) >= 0, users[S.USER_ID], "")
+        movies[S.MOVIE_ID] = tf.where(
+            self.trained_movie_ids.lookup(movies[S.MOVIE_ID]) >= 0, movies[S.MOVIE_ID], ""
+        )
+        raw = tf.cast(
+            self.keras.predict_pairs(self.keras.encode_users(users), self.keras.encode_movies(movies)),
+            tf.float32,
+        )
+        upos = self.user_pos.lookup(features[S.USER_ID])
+        user_slot = tf.where(upos >= 0, upos, tf.shape(self.b_user, tf.int64)[0] - 1)
+        out = self._transform(raw, user_slot)
+        if self.transform != SIGMOID:
+            out = tf.clip_by_value(out, self.low, self.high)
+        return {"score": out, self.output_name: out}
 
     @tf.function(
         input_signature=[
@@ -127,13 +185,10 @@ class RankingModule(tf.Module):
             self.keras.predict_pairs(self.keras.encode_users(users), self.keras.encode_movies(movies)),
             tf.float32,
         )
+        predicted = self._transform(raw, user_slot)
         if self.transform == SIGMOID:
-            predicted = tf.sigmoid(raw)
             fallback = tf.fill(tf.shape(raw), self.positive_rate)
         else:
-            if self.transform == USER_NORMALIZER:
-                raw = raw * tf.gather(self.user_scale, user_slot) + tf.gather(self.user_mean, user_slot)
-            predicted = raw
             fallback = (
                 self.mu
                 + tf.gather(self.b_user, user_slot)
@@ -155,7 +210,8 @@ def write_ranking(model, out: Path) -> dict:
             f"export_ranking supports TFRS two-tower ranking models, not {getattr(model, 'name', model)!r}"
         )
     module = RankingModule(model)
-    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serving_default})
+    signatures = {"serving_default": module.serving_default, "from_features": module.from_features}
+    tf.saved_model.save(module, str(out), signatures=signatures)
     info = {
         "model": model.name,
         "output": module.output_name,
@@ -163,6 +219,7 @@ def write_ranking(model, out: Path) -> dict:
         "rating_scale": [module.low, module.high],
         "signature": "serving_default(user_id: string (B,), movie_id: string (B,)) -> score, "
         + module.output_name,
+        "from_features": module.feature_names,
     }
     atomic_write_json(out / "ranking.json", info)
     return info
