@@ -69,7 +69,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "eval": {"ks": [10, 20], "relevance_threshold": None, "batch_size": 512, "exclude_seen": True},
     # SavedModels (query tower, brute-force and ScaNN top-K, ranking) under <run_dir>/export.
-    "export": {"enabled": True, "k_max": 100},
+    # rerank_weight: two-stage serving orders candidates by z(retrieval) + rerank_weight * z(ranking).
+    "export": {"enabled": True, "k_max": 100, "rerank_weight": 0.25},
 }
 
 _CHOICES: dict[str, tuple] = {

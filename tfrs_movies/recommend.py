@@ -8,8 +8,9 @@
 
 Seen movies (those the user rated in train) are left out unless ``--include-seen``. When the export
 holds a ranking model (a multitask run, or ``--ranking`` pointing at another run's export) the answer
-has two stages: the index proposes ``--candidates`` movies and the ranking model re-scores them (the
-``stage`` column and one line say so; ``--retrieval-only`` skips the second stage). An unknown user
+has two stages: the index proposes ``--candidates`` movies, the ranking model predicts their rating,
+and they are ordered by z(retrieval score) + ``--rerank-weight`` z(rating) (the columns and one line
+say so; ``--retrieval-only`` skips the second stage). An unknown user
 gets a cold start from ``--age/--gender/--occupation/--zip`` through the query tower when its user
 tower uses them, else the most popular movies, with one line saying which. Errors are one
 ``error: ...`` line, exit status 2.
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     stages = parser.add_argument_group("two stages (retrieval, then the ranking model)")
     stages.add_argument("--candidates", type=int, help="how many movies the index proposes (default 100)")
     stages.add_argument("--retrieval-only", action="store_true", help="skip the ranking stage")
+    stages.add_argument(
+        "--rerank-weight", type=float, metavar="W",
+        help="order = z(retrieval score) + W z(predicted rating) over the candidates (default: the export's)",
+    )  # fmt: skip
     stages.add_argument("--ranking", metavar="DIR", help="another run's ranking export for the second stage")
     cold = parser.add_argument_group("cold start (a user unknown to the model)")
     cold.add_argument("--age", type=float)
@@ -89,8 +94,9 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
 
 def _batch(exported, args: argparse.Namespace) -> int:
     table = exported.recommend_many(
-        read_user_ids(args.users_file), args.k, args.index, args.include_seen, args.candidates, _rerank(args)
-    )
+        read_user_ids(args.users_file), args.k, args.index, args.include_seen, args.candidates, _rerank(args),
+        args.rerank_weight,
+    )  # fmt: skip
     text = table.to_csv(index=False)
     if args.out:
         atomic_write_text(args.out, text)
@@ -115,12 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = exported.similar(args.similar, args.k)
         elif args.pair is not None:
             result = exported.recommend_pair(
-                *args.pair, args.k, args.aggregation, args.index, args.candidates, _rerank(args)
-            )
+                *args.pair, args.k, args.aggregation, args.index, args.candidates, _rerank(args),
+                args.rerank_weight,
+            )  # fmt: skip
         else:
             result = exported.recommend(
-                args.user, args.k, args.index, args.include_seen, args.candidates, _rerank(args), features
-            )
+                args.user, args.k, args.index, args.include_seen, args.candidates, _rerank(args), features,
+                args.rerank_weight,
+            )  # fmt: skip
     except ServingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

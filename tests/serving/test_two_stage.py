@@ -50,15 +50,27 @@ def test_two_stages_are_the_default_and_match_the_in_memory_pipeline(multitask):
     served = load_export(path)
     for user in model.users[:6]:
         result = served.recommend(user, 5, "brute_force", candidates=20)
-        # In memory: the retrieval top 20 (seen removed), re-scored by predict, best 5.
-        candidates, _ = model.recommend([user], 20)
+        # In memory: the retrieval top 20 (seen removed), each scored z(retrieval) + 0.25 z(rating).
+        candidates, retrieval = model.recommend([user], 20)
         predicted = model.predict(np.full(20, user), candidates[0])
-        expected = candidates[0][np.argsort(-predicted, kind="stable")[:5]]
-        assert result.frame.movie_id.tolist() == expected.tolist()
+        blended = (retrieval[0] - retrieval[0].mean()) / retrieval[0].std()
+        blended += 0.25 * (predicted - predicted.mean()) / predicted.std()
+        order = np.argsort(-blended, kind="stable")[:5]
+        assert result.frame.movie_id.tolist() == candidates[0][order].tolist()
         assert (result.frame.stage == "ranking").all()
-        np.testing.assert_allclose(result.frame.score, np.sort(predicted)[::-1][:5], rtol=1e-5, atol=1e-5)
-        assert {"retrieval_score"} <= set(result.frame.columns)
-        assert "two stages" in result.note and "20 candidates" in result.note
+        np.testing.assert_allclose(result.frame.score, blended[order], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(result.frame.rating, predicted[order], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(result.frame.retrieval_score, retrieval[0][order], rtol=1e-5, atol=1e-5)
+        assert "two stages" in result.note and "20 candidates" in result.note and "0.25" in result.note
+    # Weight 0 keeps the retrieval order; a large weight orders by the predicted rating.
+    user = model.users[0]
+    candidates, _ = model.recommend([user], 20)
+    zero = served.recommend(user, 5, "brute_force", candidates=20, rerank_weight=0)
+    assert zero.frame.movie_id.tolist() == candidates[0][:5].tolist()
+    by_rating = served.recommend(user, 20, "brute_force", candidates=20, rerank_weight=1e6).frame
+    assert np.all(np.diff(by_rating.rating.to_numpy()) <= 1e-6)
+    with pytest.raises(ServingError, match="rerank weight"):
+        served.recommend(user, 5, rerank_weight=-1)
 
 
 def test_retrieval_only_answers_like_the_retrieval_score(multitask):
@@ -80,7 +92,7 @@ def test_candidates_must_lie_between_k_and_k_max(multitask):
             served.recommend(user, 5, "brute_force", candidates=bad)
 
 
-def test_pair_with_a_ranking_model_aggregates_predicted_ratings(multitask):
+def test_pair_with_a_ranking_model_aggregates_two_stage_scores(multitask):
     model, path = multitask
     served = load_export(path)
     a, b = (int(u) for u in model.users[:2])
@@ -90,10 +102,10 @@ def test_pair_with_a_ranking_model_aggregates_predicted_ratings(multitask):
     assert not set(average.movie_id) & seen
     np.testing.assert_allclose(average.score, (average[f"score_{a}"] + average[f"score_{b}"]) / 2, rtol=1e-6)
     np.testing.assert_allclose(misery.score, np.minimum(misery[f"score_{a}"], misery[f"score_{b}"]))
-    # Each user's column is that user's predicted rating.
-    np.testing.assert_allclose(
-        average[f"score_{a}"], model.predict(np.full(len(average), a), average.movie_id), rtol=1e-5, atol=1e-5
-    )
+    assert "two-stage score" in served.recommend_pair(a, b, 8, "average", "brute_force", candidates=20).note
+    # Weight 0: each user's column is their standardised retrieval score, as without a ranking model.
+    plain = served.recommend_pair(a, b, 8, "average", "brute_force", rerank=False).frame
+    assert set(plain.stage) == {"retrieval"}
 
 
 def test_cold_start_from_features_goes_through_the_query_tower(multitask):
@@ -152,7 +164,7 @@ def test_cli_two_stages_cold_start_and_another_runs_ranking(multitask, tiny_worl
     frame = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
     assert set(frame.stage) == {"ranking"}
     np.testing.assert_allclose(
-        frame.score, model.predict(np.full(len(frame), int(user)), frame.movie_id), rtol=1e-5, atol=1e-5
+        frame.rating, model.predict(np.full(len(frame), int(user)), frame.movie_id), rtol=1e-5, atol=1e-5
     )
     assert main(["--model", str(plain), "--ranking", str(tmp_path), "--user", user]) == 2
     assert "no ranking SavedModel" in capsys.readouterr().err
@@ -202,3 +214,5 @@ def test_ranking_from_features_answers_like_the_id_signature(multitask):
     new = {**tensors, "user_id": tf.constant(["new"] * len(users))}
     rating = served.signatures["from_features"](**new)["rating"].numpy()
     assert np.all((rating >= 1) & (rating <= 5)) and not np.allclose(rating, got)
+    info = json.loads((path / "ranking" / "ranking.json").read_text())
+    assert info["rerank_weight"] == 0.25 and "gender" in info["from_features"]

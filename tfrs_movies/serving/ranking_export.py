@@ -39,6 +39,9 @@ from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
 from tfrs_movies.io import atomic_directory, atomic_write_json
 
+# Two-stage serving orders candidates by z(retrieval score) + weight * z(this model's score); 0.25 was
+# the best weight on the validation split of configs/ml100k_two_stage.yaml (docs/BENCHMARKS.md).
+DEFAULT_RERANK_WEIGHT = 0.25
 # How the head's raw output becomes the prediction.
 IDENTITY, USER_NORMALIZER, SIGMOID = "identity", "user_normalizer", "sigmoid"
 
@@ -220,6 +223,8 @@ def write_ranking(model, out: Path) -> dict:
         "signature": "serving_default(user_id: string (B,), movie_id: string (B,)) -> score, "
         + module.output_name,
         "from_features": module.feature_names,
+        # How two-stage serving weighs this model against the retrieval score (config export.rerank_weight).
+        "rerank_weight": float(model.config.get("export", {}).get("rerank_weight", DEFAULT_RERANK_WEIGHT)),
     }
     atomic_write_json(out / "ranking.json", info)
     return info
