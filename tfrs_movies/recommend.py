@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="order = z(retrieval score) + W z(predicted rating) over the candidates (default: the export's)",
     )  # fmt: skip
     stages.add_argument("--ranking", metavar="DIR", help="another run's ranking export for the second stage")
+    parser.add_argument(
+        "--explain", nargs="?", type=int, const=3, metavar="N",
+        help="with --user: the N (default 3) watched movies the attention weighted most (sequence model)",
+    )  # fmt: skip
     cold = parser.add_argument_group("cold start (a user unknown to the model)")
     cold.add_argument("--age", type=float)
     cold.add_argument("--gender")
@@ -69,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plain(value):
     """A JSON-ready scalar: pandas NA / NaN -> None, numpy numbers -> Python numbers."""
+    if isinstance(value, (list, dict)):
+        return value
     if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
         return None
     return value.item() if hasattr(value, "item") else value
@@ -106,6 +112,27 @@ def _batch(exported, args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_explanations(exported, user, frame: pd.DataFrame, top: int, fmt: str) -> pd.DataFrame:
+    """Add ``because_you_watched``: per recommended movie, the watched movies the attention weighted
+    most, best first (a list of {movie_id, title, weight} in JSON, "title (weight); ..." otherwise)."""
+    if top < 1:
+        raise ServingError(f"--explain needs at least 1 movie, got {top}")
+    explained = exported.explain(user, frame["movie_id"].to_numpy(), top)
+    per_movie = {}
+    for movie, rows in explained.groupby("movie_id", sort=False):
+        if fmt == "json":
+            per_movie[int(movie)] = [
+                {"movie_id": int(r.watched_movie_id), "title": r.watched_title, "weight": round(r.weight, 4)}
+                for r in rows.itertuples()
+            ]  # fmt: skip
+        else:
+            per_movie[int(movie)] = "; ".join(f"{r.watched_title or r.watched_movie_id} ({r.weight:.2f})"
+                                              for r in rows.itertuples())  # fmt: skip
+    out = frame.copy()
+    out["because_you_watched"] = [per_movie.get(int(m), [] if fmt == "json" else "") for m in out["movie_id"]]
+    return out
+
+
 def _rerank(args: argparse.Namespace) -> bool | None:
     return False if args.retrieval_only else None  # None: two stages whenever a ranking model is there
 
@@ -129,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.user, args.k, args.index, args.include_seen, args.candidates, _rerank(args), features,
                 args.rerank_weight,
             )  # fmt: skip
+        if args.explain is not None:
+            if args.user is None:
+                raise ServingError("--explain goes with --user")
+            result.frame = _with_explanations(exported, args.user, result.frame, args.explain, args.format)
     except ServingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

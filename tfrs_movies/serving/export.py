@@ -17,8 +17,9 @@ is then renamed onto it (a reader never sees a half-written export):
   sizes, k_max, index parameters).
 
 A model that also predicts ratings (multitask) gets ``ranking/`` inside the same export, the second
-stage of two-stage serving; a ranking-only model (see :mod:`tfrs_movies.serving.ranking_export`) gets
-just ``<run_dir>/export/ranking``.
+stage of two-stage serving; the attention sequence model adds ``explain/`` (attention over the watched
+movies) and, with a pair head, ``pair/`` (:mod:`tfrs_movies.serving.sequence`); a ranking-only model
+(see :mod:`tfrs_movies.serving.ranking_export`) gets just ``<run_dir>/export/ranking``.
 """
 
 from __future__ import annotations
@@ -230,6 +231,11 @@ def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) 
         module, str(out / "query_tower"), signatures={"serving_default": module.serving_default}
     )
     ranking = write_ranking(model, out / "ranking") if is_ranking_model(model) else None
+    sequence = None
+    if getattr(model, "name", None) == "sequence":  # attention explanations and the pair model
+        from tfrs_movies.serving.sequence import export_sequence_extras
+
+        sequence = export_sequence_extras(model, out)
 
     # Brute force: asks for the whole catalogue, so exclusion is always exact.
     brute = tfrs.layers.factorized_top_k.BruteForce(k=n_movies)
@@ -279,6 +285,7 @@ def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) 
         "user_features": sorted(specs),
         "user_feature_inputs": _feature_inputs(space, specs),
         "ranking": ranking,
+        "sequence": sequence,
         "k_max": k_max,
         "max_seen": max_seen,
         "indexes": {

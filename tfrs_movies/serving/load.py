@@ -132,6 +132,10 @@ class Exported:
         return self.ranking_path is not None
 
     @property
+    def has_pair_model(self) -> bool:
+        return (self.path / "pair" / "saved_model.pb").is_file()
+
+    @property
     def ranking_info(self) -> dict[str, Any]:
         """The ranking export's ``ranking.json`` (output, rerank weight, signatures)."""
         info = self.ranking_path / "ranking.json" if self.ranking_path else None
@@ -428,11 +432,49 @@ class Exported:
         else:
             what = f"{aggregation} of standardised retrieval scores"
         combined = (per_user[0] + per_user[1]) / 2 if aggregation == "average" else np.minimum(*per_user)
+        pair_rating = None
+        if self.has_pair_model and aggregation == "average":
+            # Seed 004's pair model predicts the two users' average rating directly; it re-scores the
+            # candidates like a ranking stage (it predicts an average, so least misery keeps per user).
+            pair_rating = self.pair_model_ratings(*users, candidates_ids).astype(np.float64)
+            weight = self._rerank_weight(rerank_weight)
+            combined = blend_stages(combined, pair_rating, weight)
+            what += f", blended with the pair model's average rating (z + {weight:g} z(pair_rating))"
         order = np.argsort(-combined, kind="stable")[:k]
-        frame = self._frame(candidates_ids[order], combined[order], "ranking" if rerank else "retrieval")
+        stage = "pair model" if pair_rating is not None else "ranking" if rerank else "retrieval"
+        frame = self._frame(candidates_ids[order], combined[order], stage)
         frame[f"score_{users[0]}"], frame[f"score_{users[1]}"] = per_user[0][order], per_user[1][order]
+        if pair_rating is not None:
+            frame["pair_rating"] = pair_rating[order]
         note = "; ".join([f"pair aggregation: {what}", *notes])
         return Recommendations(frame, cold_start=bool(notes), note=note)
+
+    def explain(self, user_id: Any, movie_ids: Any, top: int = 3) -> pd.DataFrame:
+        """For each of ``movie_ids``, the ``top`` movies in the user's watch history that the attention
+        weighted most (sequence model exports): movie_id, rank, watched_movie_id, watched_title, weight."""
+        if not (self.path / "explain" / "saved_model.pb").is_file():
+            raise ServingError(
+                f"{self.path} has no attention explanations (only sequence model exports have explain/)"
+            )
+        from tfrs_movies.serving.sequence import explain_movies
+
+        uid = _parse_id(user_id, "user")
+        movies = [_parse_id(m, "movie") for m in np.atleast_1d(movie_ids)]
+        try:
+            return explain_movies(self.path, uid, movies, top)
+        except Exception as err:  # noqa: BLE001
+            raise ServingError(f"the explain SavedModel failed: {_first_line(err)}") from None
+
+    def pair_model_ratings(self, user_a: Any, user_b: Any, movie_ids: Any) -> np.ndarray:
+        """The pair model's predicted rating of each movie for the two users together (seed 004)."""
+        if not self.has_pair_model:
+            raise ServingError(f"{self.path} has no pair model (a sequence run with a pair head exports one)")
+        from tfrs_movies.serving.sequence import pair_ratings
+
+        try:
+            return pair_ratings(self.path, _parse_id(user_a, "user"), _parse_id(user_b, "user"), movie_ids)
+        except Exception as err:  # noqa: BLE001
+            raise ServingError(f"the pair SavedModel failed: {_first_line(err)}") from None
 
     def similar(self, movie_id: Any, k: int = 10) -> Recommendations:
         """The ``k`` movies whose exported embeddings are closest in cosine, the movie itself left out."""
