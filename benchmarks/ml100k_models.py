@@ -2,19 +2,22 @@
 
     python benchmarks/ml100k_models.py                    # all rows, refreshes docs/BENCHMARKS.md
     python benchmarks/ml100k_models.py --only ease biases --no-doc
+    python benchmarks/ml100k_models.py --from-runs        # no training: the table from the run dirs
 
 Each row is one ``run_experiment`` with the config shown: hyperparameters were chosen on a validation
-split carved from u1.base (never on u1.test); the test figure is computed once per row.
+split carved from u1.base (never on u1.test); the test figure is computed once per row. The table comes
+from the run directories through ``tfrs_movies.report`` (which refuses rows on different splits), with
+the model's size on disk and its parameter count.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
-import time
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,7 +27,10 @@ from docs_section import replace_section  # noqa: E402
 
 import tfrs_movies  # noqa: E402,F401
 from tfrs_movies.config import load_config  # noqa: E402
+from tfrs_movies.io import atomic_write_json  # noqa: E402
+from tfrs_movies.report import load_run, markdown_table, split_problems  # noqa: E402
 from tfrs_movies.training.experiment import run_experiment  # noqa: E402
+from tfrs_movies.tuning.trial import parameter_count  # noqa: E402
 
 FILES = ["data.name=ml-100k", "data.split.kind=files", "data.split.train=u1.base", "data.split.test=u1.test"]
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +48,7 @@ ROWS: dict[str, tuple[str | None, list[str]]] = {
     "best top-N: configs/ml100k_u1_topn.yaml": ("configs/ml100k_u1_topn.yaml", []),
     "best rating: configs/ml100k_u1_rating.yaml": ("configs/ml100k_u1_rating.yaml", []),
 }
-COLUMNS = ("rmse", "mae", "recall@10", "recall@20", "precision@10", "ndcg@10", "map@10", "train_seconds")
+COLUMNS = ("rmse", "mae", "recall@10", "recall@20", "precision@10", "ndcg@10", "map@10")  # + train s, size
 REFERENCE = """\
 | system (EVALUATION.md) | RMSE | MAE | Recall@10 | Recall@20 | Precision@10 | NDCG@10 | MAP@10 |
 |---|---|---|---|---|---|---|---|
@@ -57,64 +63,102 @@ REFERENCE = """\
 | popularity | | | 0.0975 | 0.1481 | 0.3046 | 0.3253 | 0.1990 |"""
 
 
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label)[:40]
+
+
+def _command(config_file: str | None, overrides: list[str]) -> str:
+    if config_file:
+        return f"python -m tfrs_movies.train --config {config_file}"
+    return "python -m tfrs_movies.train " + " ".join(f"--set {o}" for o in FILES[1:] + overrides)
+
+
+def _record_parameters(run_dir: Path, model=None) -> None:
+    """Add the model's parameter count to ``metrics.json`` (loading the saved model if not given)."""
+    path = run_dir / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    if "parameters" in metrics:
+        return
+    if model is None:
+        from tfrs_movies.models.base import Recommender
+
+        model = Recommender.load(run_dir / "model")
+    metrics["parameters"] = parameter_count(model)
+    atomic_write_json(path, metrics)
+
+
 def run_row(label: str, config_file: str | None, overrides: list[str], run_root: Path) -> dict:
+    """Train and test one row; returns ``{"label", "run_dir", "command"}`` (or ``"skipped"``)."""
     path = REPO / config_file if config_file else None
     if path is not None and not path.exists():
         return {"label": label, "skipped": f"{config_file} not shipped"}
-    slug = "".join(c if c.isalnum() else "_" for c in label)[:40]
-    config = load_config(path, FILES + overrides + ["train.verbose=0", f"run_dir={run_root / slug}"])
-    start = time.perf_counter()
+    run_dir = run_root / _slug(label)
+    config = load_config(path, FILES + overrides + ["train.verbose=0", f"run_dir={run_dir}"])
     result = run_experiment(config, say=lambda _: None)
-    metrics = dict(result.metrics)
-    metrics["wall_seconds"] = time.perf_counter() - start
-    metrics["label"] = label
-    metrics["command"] = (
-        f"python -m tfrs_movies.train --config {config_file}"
-        if config_file
-        else "python -m tfrs_movies.train " + " ".join(f"--set {o}" for o in FILES[1:] + overrides)
-    )
-    return metrics
+    _record_parameters(run_dir, result.model)
+    return {"label": label, "run_dir": run_dir, "command": _command(config_file, overrides),
+            "measured": datetime.now()}  # fmt: skip
+
+
+def existing_row(label: str, config_file: str | None, overrides: list[str], run_root: Path) -> dict:
+    """A row read back from its run directory (``--from-runs``), or ``"skipped"`` when there is none."""
+    run_dir = run_root / _slug(label)
+    if not (run_dir / "metrics.json").is_file():
+        return {"label": label, "skipped": f"no run in {run_dir}"}
+    measured = datetime.fromtimestamp((run_dir / "metrics.json").stat().st_mtime)
+    _record_parameters(run_dir)
+    return {
+        "label": label,
+        "run_dir": run_dir,
+        "command": _command(config_file, overrides),
+        "measured": measured,
+    }
 
 
 def table(rows: list[dict]) -> str:
-    head = "| model | " + " | ".join(c.replace("train_seconds", "train s") for c in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
-    for row in rows:
-        if "skipped" in row:
-            lines.append(f"| {row['label']} | " + " | ".join("" for _ in COLUMNS) + " |")
-            continue
-        cells = []
-        for column in COLUMNS:
-            value = row.get(column)
-            digits = 1 if column == "train_seconds" else 4
-            cells.append("" if value is None else f"{value:.{digits}f}")
-        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The rows' run directories through the report module (same split checked, size columns added)."""
+    runs = [load_run(row["run_dir"], row["label"]) for row in rows if "run_dir" in row]
+    problems = split_problems(runs)
+    if problems:
+        raise SystemExit("rows on different splits:\n" + "\n".join(problems))
+    return markdown_table(runs, list(COLUMNS)).replace("| run |", "| model |", 1)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", help="labels (prefixes) of the rows to run")
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    parser.add_argument("--from-runs", action="store_true",
+                        help="train nothing: read the rows' run directories under --run-root")  # fmt: skip
     parser.add_argument("--run-root", default="runs/benchmarks/ml100k")
     args = parser.parse_args(argv)
     rows = []
     for label, (config_file, overrides) in ROWS.items():
         if args.only and not any(label.startswith(p) for p in args.only):
             continue
+        if args.from_runs:
+            rows.append(existing_row(label, config_file, overrides, Path(args.run_root)))
+            continue
         print(f"running {label} ...", file=sys.stderr, flush=True)
         rows.append(run_row(label, config_file, overrides, Path(args.run_root)))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if "run_dir" in rows[-1]:
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
     body = table(rows)
     print(body)
+    skipped = [f"{r['label']} ({r['skipped']})" for r in rows if "skipped" in r]
+    if skipped:
+        print("skipped: " + "; ".join(skipped), file=sys.stderr)
     if not args.no_doc:
         commands = "\n".join(f"- {r['label']}: `{r['command']}`" for r in rows if "command" in r)
         machine = f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+        when = max((r["measured"] for r in rows if "measured" in r), default=datetime.now()).date()
         intro = (
-            f"Measured {date.today()} on {machine}, Python {platform.python_version()}, by "
+            f"Measured {when} on {machine}, Python {platform.python_version()}, by "
             "`python benchmarks/ml100k_models.py`. Full ranking of all 1,682 movies with each user's "
             "u1.base movies removed; RMSE/MAE on the 1..5 scale, clipped. Hyperparameters were chosen on "
-            "a validation split carved from u1.base; u1.test was read once per row."
+            "a validation split carved from u1.base; u1.test was read once per row. Model size is the "
+            "saved `model/` folder on disk; params counts Keras weights and the float arrays a baseline "
+            "learns (biases, factors, EASE's item-item matrix)."
         )
         replace_section(
             "MovieLens 100K, u1.base / u1.test (split files)",
