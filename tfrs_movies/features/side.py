@@ -260,7 +260,8 @@ def _defaults(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if values.dtype == object:
             out[name] = np.full(values.shape[1:], "", dtype=object)
         else:
-            out[name] = np.asarray(values.mean() if len(values) else 0.0, dtype=values.dtype)
+            # Full row shape, so 2-D numeric tables (e.g. per-slot ratings) pad like 1-D ones.
+            out[name] = np.full(values.shape[1:], values.mean() if len(values) else 0.0, dtype=values.dtype)
     return out
 
 

@@ -1,0 +1,103 @@
+"""The sequence model served: its query tower in the top-K SavedModels, explanations and pair ratings
+answer after a fresh load exactly like the in-memory model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfrs_movies.config import load_config
+from tfrs_movies.data.splits import leave_last_out_split
+from tfrs_movies.models.registry import build_model
+from tfrs_movies.serving.export import export_run
+from tfrs_movies.serving.load import load_export
+from tfrs_movies.serving.sequence import _signature, explain_movies, export_sequence_extras, pair_ratings
+
+CONFIG = {
+    "model.name": "sequence", "model.embedding_dim": 16, "model.history_length": 6, "train.epochs": 1,
+    "train.verbose": 0, "train.batch_size": 64, "model.params.num_blocks": 1,
+    "model.params.rating_layers": [16], "model.params.pair_epochs": 1, "model.params.pairs_per_movie": 2,
+    "model.user_features": ["gender", "age"], "model.movie_features": ["id", "genres"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_world):
+    split = leave_last_out_split(tiny_world.dataset.ratings)
+    model = build_model(load_config(None, CONFIG))
+    model.fit(split.train, tiny_world.dataset)
+    model.update_seen(pd.concat([split.train, split.valid]))  # served histories: train + validation
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(fitted, tiny_world, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    path = export_run(fitted, tiny_world.dataset, run_dir, k_max=20)
+    # export_run writes the extras itself (manifest "sequence"); write them directly where it does not.
+    entries = json.loads((path / "manifest.json").read_text()).get("sequence")
+    entries = entries or export_sequence_extras(fitted, path)
+    _signature.cache_clear()
+    return path, entries
+
+
+def test_top_k_savedmodel_serves_the_sequence_query_tower(exported, fitted):
+    path, _ = exported
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["model"] == "sequence" and "seq_history" in manifest["user_features"]
+    served = load_export(path)
+    for user in fitted.users[:8]:
+        expected, scores = fitted.recommend([user], 10)
+        got = served.recommend(user, 10, "brute_force").frame
+        assert got.movie_id.tolist() == expected[0].tolist()
+        np.testing.assert_allclose(got.score, scores[0], rtol=1e-4, atol=1e-5)
+
+
+def test_query_tower_savedmodel_reads_raw_histories(exported, fitted):
+    path, _ = exported
+    serve = tf.saved_model.load(str(path / "query_tower")).signatures["serving_default"]
+    rows = fitted.user_rows(fitted.users[:4])
+    got = serve(**{name: tf.constant(value) for name, value in rows.items()})["embedding"].numpy()
+    np.testing.assert_allclose(got, fitted.user_embeddings(fitted.users[:4]), rtol=1e-4, atol=1e-5)
+
+
+def test_explain_savedmodel_matches_the_model(exported, fitted):
+    path, entries = exported
+    assert entries["explain"]["weights"] == "target_attention" and entries["explain"]["history_length"] == 6
+    user, movies = fitted.users[3], fitted.catalogue[:5]
+    history, weights = fitted.explain(np.repeat(user, 5), movies)
+    serve = tf.saved_model.load(str(path / "explain")).signatures["serving_default"]
+    out = serve(user_id=tf.constant([str(user)] * 5), movie_id=tf.constant(movies.astype(str)))
+    np.testing.assert_array_equal(out["history_ids"].numpy().astype(str), history.astype(str))
+    np.testing.assert_allclose(out["weights"].numpy(), weights, rtol=1e-4, atol=1e-6)
+
+    frame = explain_movies(path, user, movies, top=3)
+    assert list(frame.columns) == ["movie_id", "rank", "watched_movie_id", "watched_title", "weight"]
+    first = frame[frame.movie_id == str(movies[0])]
+    best = np.argsort(-weights[0], kind="stable")[:3]
+    assert first.watched_movie_id.tolist() == history[0][best].tolist()
+    assert first["rank"].tolist() == [1, 2, 3] and (np.diff(first.weight) <= 0).all()
+    assert first.watched_title.str.len().gt(0).all()
+    assert explain_movies(path, 10**9, movies[:2]).empty  # unknown user: nothing watched
+
+
+def test_pair_savedmodel_matches_the_model(exported, fitted):
+    path, entries = exported
+    assert entries["pair"]["path"] == "pair"
+    a, b, movies = fitted.users[0], fitted.users[1], fitted.catalogue[:7]
+    expected = fitted.predict_pair(np.repeat(a, 7), np.repeat(b, 7), movies)
+    got = pair_ratings(path, a, b, movies)
+    assert got.shape == (7,) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pair_ratings(path, b, a, movies), got, atol=1e-5)
+
+
+def test_missing_extras_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no pair/"):
+        pair_ratings(tmp_path, 1, 2, [1])
+    with pytest.raises(FileNotFoundError, match="no explain/"):
+        explain_movies(tmp_path, 1, [1])

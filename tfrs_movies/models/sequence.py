@@ -1,0 +1,353 @@
+"""The attention sequence model (seed 004, SASRec family) as a registered :class:`Recommender`.
+
+``model.name: sequence``. A user's recent watch history (``model.history_length`` movies, with their
+ratings) goes through a self-attention encoder (:mod:`tfrs_movies.models.attention`); on top of it:
+
+- next-movie **retrieval**: the encoder is a TFRS query tower, scored against every catalogue movie
+  (``score``/``recommend``; exports to the brute-force / ScaNN top-K SavedModels unchanged);
+- the target movie's **rating** (``predict``): the target attends over the history, then an MLP;
+- **pairs** (``pair_epochs > 0``): two users who rated the same movie, labelled with their average
+  rating, train a pair head on top of the frozen rating head (:meth:`predict_pair`).
+
+``model.params``:
+
+- ``mode``: ``causal`` (every position predicts the next movie; one pass trains a whole sequence) or
+  ``windows`` (seed 004: windows of ``window_length`` movies every ``window_step``, last = target);
+- ``heads``: ``retrieval``, ``rating`` or ``both`` (shared encoder, losses weighted by
+  ``retrieval_weight`` and ``rating_weight``);
+- ``num_heads``, ``num_blocks``, ``dropout`` (encoder), ``use_ratings`` (add the history's ratings),
+  ``query_layers`` (dense layers after the encoder for the query), ``rating_layers``, ``head_dropout``,
+  ``head_batch_norm`` (seed 004: [256, 128], 0.1, batch norm), ``repeat`` (passes over the training
+  sequences per epoch), ``pair_epochs``, ``pairs_per_movie``.
+
+Serving: the history table lives in ``self.space.user_table`` (``seq_history``, ``seq_ratings``), rebuilt
+from train + validation by :meth:`update_seen`, so the export serves the user's full history.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_movies import schema as S
+from tfrs_movies.config import ConfigError
+from tfrs_movies.features.preprocessing import ids_as_strings
+from tfrs_movies.features.sequences import (
+    causal_examples,
+    history_tables,
+    pair_examples,
+    window_examples,
+)
+from tfrs_movies.features.side import FeatureSpace
+from tfrs_movies.models.attention import MovieEncoder, PairHead, RatingHead, SequenceEncoder
+from tfrs_movies.models.base import Recommender
+from tfrs_movies.models.registry import register
+from tfrs_movies.models.sequence_net import (
+    HISTORY,
+    HISTORY_RATINGS,
+    TARGET_RATINGS,
+    TARGETS,
+    CandidateTower,
+    QueryTower,
+    SequenceModel,
+)
+from tfrs_movies.models.towers import FeatureTower
+
+SEQUENCE_COLUMNS = (HISTORY, HISTORY_RATINGS)
+HEADS = ("retrieval", "rating", "both")
+MODES = ("causal", "windows")
+
+
+@register
+class SequenceRecommender(Recommender):
+    """Self-attention over the watch history; see the module docstring."""
+
+    name = "sequence"
+    param_defaults = {
+        "mode": "causal",
+        "window_length": 4,
+        "window_step": 2,
+        "heads": "both",
+        "num_heads": 2,
+        "num_blocks": 2,
+        "dropout": 0.2,
+        "use_ratings": True,
+        "query_layers": [],
+        "rating_layers": [256, 128],
+        "head_dropout": 0.1,
+        "head_batch_norm": True,
+        "retrieval_weight": 1.0,
+        "rating_weight": 1.0,
+        "repeat": 1,
+        "pair_epochs": 0,
+        "pairs_per_movie": 10,
+    }
+    contract_params = {"num_blocks": 1, "rating_layers": [16]}
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__(config)
+        p = self.params
+        if p["mode"] not in MODES:
+            raise ConfigError(
+                f"config key 'model.params.mode' must be one of {list(MODES)}, got {p['mode']!r}"
+            )
+        if p["heads"] not in HEADS:
+            raise ConfigError(
+                f"config key 'model.params.heads' must be one of {list(HEADS)}, got {p['heads']!r}"
+            )
+        if p["pair_epochs"] > 0 and p["heads"] == "retrieval":
+            raise ConfigError(
+                "model.params.pair_epochs needs a rating head (model.params.heads rating or both)"
+            )
+        self.predicts_ratings = p["heads"] != "retrieval"
+        self.retrieves = p["heads"] != "rating"
+        self.length = (
+            p["window_length"] - 1 if p["mode"] == "windows" else int(config["model"]["history_length"])
+        )
+        self.mu = 3.5
+        self.model: SequenceModel | None = None
+        self.space: FeatureSpace | None = None
+        self._movie_vectors: np.ndarray | None = None
+
+    # ----- building --------------------------------------------------------------------------------
+    def _user_tower(self) -> FeatureTower | None:
+        demo = copy.copy(self.space)
+        demo.user_table = {k: v for k, v in self.space.user_table.items() if k not in SEQUENCE_COLUMNS}
+        if "id" not in demo.user_features and not demo.user_table:
+            return None
+        m = self.config["model"]
+        return FeatureTower(demo, "user", embedding_dim=m["embedding_dim"], l2=m["l2"], name="user_tower")
+
+    def _build(self) -> SequenceModel:
+        from tfrs_movies.models.retrieval import make_optimizer
+
+        m, p, cfg = self.config["model"], self.params, self.config["train"]
+        dim = m["embedding_dim"]
+        movie_encoder = MovieEncoder(self.space.movies, self.space.movie_table, dim, m["l2"])
+        encoder = SequenceEncoder(
+            movie_encoder, self.length, dim, p["num_heads"], p["num_blocks"], p["dropout"],
+            causal=p["mode"] == "causal", use_ratings=p["use_ratings"],
+        )  # fmt: skip
+        query = QueryTower(encoder, self._user_tower(), p["query_layers"], dim, p["head_dropout"],
+                           p["head_batch_norm"])  # fmt: skip
+        rating = (
+            RatingHead(
+                dim, p["num_heads"], p["rating_layers"], p["head_dropout"], p["head_batch_norm"], self.mu
+            )
+            if self.predicts_ratings
+            else None
+        )
+        pair = PairHead(p["rating_layers"][-1:]) if p["pair_epochs"] > 0 else None
+        model = SequenceModel(
+            query, CandidateTower(movie_encoder), self.catalogue, rating, pair, m["temperature"],
+            p["retrieval_weight"] if self.retrieves else 0.0, p["rating_weight"] if rating else 0.0,
+            causal=p["mode"] == "causal",
+        )  # fmt: skip
+        model.compile(optimizer=make_optimizer(cfg["optimizer"], cfg["learning_rate"]))
+        # Create every weight now, so load_weights and scoring work before any fit.
+        sample = self.space.user_rows(self.space.users[:1])
+        model.history_tower(sample)
+        first = tf.constant(ids_as_strings(self.catalogue[:1]))
+        model.candidate_tower(first)
+        if rating is not None:
+            model.rate(sample, first)
+        if pair is not None:
+            model.pair_rating(sample, sample, first)
+        return model
+
+    def _set_histories(self, ratings: pd.DataFrame) -> None:
+        ids, values = history_tables(ratings, self.space.users, self.length)
+        self.space.user_table[HISTORY] = ids
+        self.space.user_table[HISTORY_RATINGS] = values
+        self.space.__dict__.pop("_user_cache", None)
+
+    # ----- fitting ---------------------------------------------------------------------------------
+    def _fit(
+        self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any
+    ) -> None:
+        from tfrs_movies.training.fit import fit_keras
+
+        m, p = self.config["model"], self.params
+        tf.keras.utils.set_random_seed(self.config["seed"])
+        user_features = [f for f in m["user_features"] if f != "history"]
+        self.space = FeatureSpace.build(
+            dataset, train, self.users, self.catalogue, user_features, m["movie_features"], self.length
+        )
+        self.mu = float(train[S.RATING].mean())
+        self._set_histories(train)
+        self.model = self._build()
+        if p["mode"] == "causal":
+            examples = causal_examples(train, self.length)
+        else:
+            examples = window_examples(train, p["window_length"], p["window_step"])
+        features = self.space.user_rows(examples.user_id)
+        features.update({HISTORY: examples.inputs, HISTORY_RATINGS: examples.input_ratings,
+                         TARGETS: examples.targets, TARGET_RATINGS: examples.target_ratings})  # fmt: skip
+        data = self._dataset(features, len(examples), p["repeat"])
+        self.history = fit_keras(self, data, train, valid, **kwargs)
+        if p["pair_epochs"] > 0:
+            self.history["pair_loss"] = self._fit_pairs(train)
+
+    def _dataset(self, features: dict[str, np.ndarray], n: int, repeat: int = 1) -> tf.data.Dataset:
+        cfg = self.config["train"]
+        ds = tf.data.Dataset.from_tensor_slices(features).cache()
+        ds = ds.shuffle(
+            max(1, min(n, cfg["shuffle_buffer"])), seed=self.config["seed"], reshuffle_each_iteration=True
+        )
+        return ds.repeat(max(1, repeat)).batch(cfg["batch_size"]).prefetch(tf.data.AUTOTUNE)
+
+    def _fit_pairs(self, train: pd.DataFrame) -> list[float]:
+        """Train the pair head on seed 004's pairs, the encoder and the rating head frozen."""
+        from tfrs_movies.models.retrieval import make_optimizer
+
+        p, cfg = self.params, self.config["train"]
+        pairs = pair_examples(train, self.length, p["pairs_per_movie"], self.config["seed"])
+        features = {S.MOVIE_ID: pairs.movie_id, S.RATING: pairs.rating}
+        for tag in ("a", "b"):
+            rows = self.space.user_rows(getattr(pairs, f"user_{tag}"))
+            rows[HISTORY] = getattr(pairs, f"history_{tag}")
+            rows[HISTORY_RATINGS] = getattr(pairs, f"ratings_{tag}")
+            features[tag] = rows
+        frozen = (self.model.history_tower, self.model.candidate_tower, self.model.rating_head)
+        for part in frozen:
+            part.trainable = False
+        self.model.phase = "pair"
+        try:
+            self.model.compile(optimizer=make_optimizer(cfg["optimizer"], cfg["learning_rate"]))
+            done = self.model.fit(
+                self._dataset(features, len(pairs)), epochs=p["pair_epochs"], verbose=cfg["verbose"]
+            )
+        finally:
+            self.model.phase = "main"
+            for part in frozen:
+                part.trainable = True
+        return [float(v) for v in done.history["loss"]]
+
+    def update_seen(self, ratings: pd.DataFrame) -> None:
+        """Seen movies and the served histories both come from ``ratings`` (train + validation)."""
+        super().update_seen(ratings)
+        self._set_histories(ratings)
+        self.on_weights_changed()
+
+    def on_weights_changed(self) -> None:
+        self._movie_vectors = None
+
+    # ----- scoring ---------------------------------------------------------------------------------
+    def user_rows(self, user_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The raw features the query tower reads for ``user_ids`` (unknown users: empty history)."""
+        return self.space.user_rows(np.asarray(user_ids))
+
+    def movie_embeddings(self) -> np.ndarray | None:
+        if not self.retrieves:
+            return None
+        if self._movie_vectors is None:
+            ids = ids_as_strings(self.catalogue)
+            parts = [
+                self.model.candidate_tower(tf.constant(ids[i : i + 8192])).numpy()
+                for i in range(0, len(ids), 8192)
+            ]
+            self._movie_vectors = np.concatenate(parts).astype(np.float32)
+        return self._movie_vectors
+
+    def user_embeddings(self, user_ids: np.ndarray) -> np.ndarray:
+        user_ids = np.asarray(user_ids)
+        parts = [self.model.query_tower(self.user_rows(user_ids[i : i + 1024])).numpy()
+                 for i in range(0, len(user_ids), 1024)]  # fmt: skip
+        return (
+            np.concatenate(parts)
+            if parts
+            else np.zeros((0, self.config["model"]["embedding_dim"]), np.float32)
+        )
+
+    def _score_users(self, user_ids: np.ndarray) -> np.ndarray:
+        if self.retrieves:
+            return (self.user_embeddings(user_ids) @ self.movie_embeddings().T).astype(np.float32)
+        users = np.repeat(np.asarray(user_ids), len(self.catalogue))
+        movies = np.tile(self.catalogue, len(user_ids))
+        return self._rate(users, movies).reshape(len(user_ids), len(self.catalogue))
+
+    def _score_known(self, user_index: np.ndarray) -> np.ndarray:
+        return self._score_users(self.users[user_index])
+
+    def _score_unknown(self, user_ids: np.ndarray) -> np.ndarray:
+        """Users known only by their features go through the towers with an empty history; the rest get
+        popularity."""
+        out = super()._score_unknown(user_ids)
+        has_features = np.isin(user_ids, self.space.users)
+        if has_features.any() and set(self.space.user_features) - {"id"}:
+            out[has_features] = self._score_users(user_ids[has_features])
+        return out
+
+    def _encode(self, user_ids: np.ndarray):
+        return self.model.history_tower.encode(self.user_rows(user_ids), False)
+
+    def _rate(self, user_ids: np.ndarray, movie_ids: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """The rating head for (user, movie) pairs; each distinct user is encoded once."""
+        uniq, inverse = np.unique(np.asarray(user_ids).astype(np.int64), return_inverse=True)
+        out = np.empty(len(inverse), np.float32)
+        movies = ids_as_strings(np.asarray(movie_ids))
+        for u0 in range(0, len(uniq), 1024):
+            states, valid, _, user = self._encode(uniq[u0 : u0 + 1024])
+            rows = np.flatnonzero((inverse >= u0) & (inverse < u0 + 1024))
+            for i in range(0, len(rows), chunk):
+                part = rows[i : i + chunk]
+                at = tf.constant(inverse[part] - u0)
+                rating, _, _ = self.model.rate_encoded(
+                    tf.gather(states, at), tf.gather(valid, at),
+                    None if user is None else tf.gather(user, at), tf.constant(movies[part]),
+                )  # fmt: skip
+                out[part] = rating.numpy()
+        return np.clip(out, *self.rating_scale)
+
+    def predict(self, user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
+        """The rating head's rating (clipped to the scale); retrieval-only models: the retrieval score."""
+        if not self.predicts_ratings:
+            return super().predict(user_ids, movie_ids)
+        if len(user_ids) == 0:
+            return np.zeros(0, np.float32)
+        return self._rate(user_ids, movie_ids)
+
+    def explain(self, user_ids: np.ndarray, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each (user, movie): the user's history slots (B, L) str and the attention weight on each
+        (B, L) float32 — the target movie's attention in the rating head, or, without one, the attention
+        of the most recent slot (the retrieval query) in the last block. Padding slots weigh 0."""
+        rows = self.user_rows(user_ids)
+        if self.predicts_ratings:
+            _, _, weights = self.model.rate(rows, tf.constant(ids_as_strings(np.asarray(movie_ids))))
+        else:
+            weights = self.model.query_attention(rows)
+        return rows[HISTORY], weights.numpy().astype(np.float32)
+
+    def predict_pair(self, users_a: np.ndarray, users_b: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
+        """Pair head: the predicted rating of each movie for the pair (users_a[i], users_b[i])."""
+        if self.model.pair_head is None:
+            raise ValueError("this sequence model has no pair head (set model.params.pair_epochs > 0)")
+        rating = self.model.pair_rating(
+            self.user_rows(users_a),
+            self.user_rows(users_b),
+            tf.constant(ids_as_strings(np.asarray(movie_ids))),
+        )
+        return np.clip(rating.numpy(), *self.rating_scale).astype(np.float32)
+
+    # ----- persistence -----------------------------------------------------------------------------
+    def _save_state(self, path: Path) -> None:
+        with open(path / "features.pkl", "wb") as handle:
+            pickle.dump(self.space, handle)
+        (path / "sequence.json").write_text(json.dumps({"mu": self.mu, "length": self.length}))
+        self.model.save_weights(str(path / "weights"))
+
+    def _load_state(self, path: Path) -> None:
+        with open(path / "features.pkl", "rb") as handle:
+            self.space = pickle.load(handle)
+        state = json.loads((path / "sequence.json").read_text())
+        self.mu, self.length = float(state["mu"]), int(state["length"])
+        self.model = self._build()
+        self.model.load_weights(str(path / "weights")).expect_partial()
+        self._movie_vectors = None
