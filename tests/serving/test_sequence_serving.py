@@ -101,3 +101,46 @@ def test_missing_extras_are_clear_errors(tmp_path):
         pair_ratings(tmp_path, 1, 2, [1])
     with pytest.raises(FileNotFoundError, match="no explain/"):
         explain_movies(tmp_path, 1, [1])
+
+
+def test_recommend_explain_lists_the_most_weighted_watched_movies(exported, fitted, capsys, tmp_path):
+    import shutil
+
+    from tfrs_movies.recommend import main
+    from tfrs_movies.serving.load import ServingError
+
+    path, _ = exported
+    user = str(fitted.users[2])
+    args = ["--model", str(path), "--user", user, "--k", "4", "--index", "brute_force", "--retrieval-only"]
+    assert main([*args, "--explain", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    history = set(fitted.user_rows(np.array([int(user)]))["seq_history"][0]) - {""}
+    assert len(rows) == 4
+    for row in rows:
+        watched = row["because_you_watched"]
+        assert 1 <= len(watched) <= 3 and {w["movie_id"] for w in watched} <= {int(m) for m in history}
+        assert [w["weight"] for w in watched] == sorted((w["weight"] for w in watched), reverse=True)
+    assert main([*args, "--explain", "2"]) == 0
+    assert "because_you_watched" in capsys.readouterr().out
+    assert main(["--model", str(path), "--similar", str(fitted.catalogue[0]), "--explain"]) == 2
+    assert "--explain goes with --user" in capsys.readouterr().err
+    plain = tmp_path / "no_explain"
+    shutil.copytree(path, plain)
+    shutil.rmtree(plain / "explain")
+    with pytest.raises(ServingError, match="no attention explanations"):
+        load_export(plain).explain(user, [fitted.catalogue[0]])
+
+
+def test_pair_uses_the_exported_pair_model_for_the_average(exported, fitted):
+    path, _ = exported
+    served = load_export(path)
+    a, b = (int(u) for u in fitted.users[:2])
+    result = served.recommend_pair(a, b, 5, "average", "brute_force")
+    assert set(result.frame.stage) == {"pair model"} and "pair model" in result.note
+    np.testing.assert_allclose(
+        result.frame.pair_rating, pair_ratings(path, a, b, result.frame.movie_id.to_numpy()), atol=1e-5
+    )
+    seen = set(served.seen_movies(a)) | set(served.seen_movies(b))
+    assert not set(result.frame.movie_id) & seen
+    misery = served.recommend_pair(a, b, 5, "least_misery", "brute_force")
+    assert "pair_rating" not in misery.frame.columns  # the pair model predicts an average
