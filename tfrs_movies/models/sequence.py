@@ -65,6 +65,15 @@ HEADS = ("retrieval", "rating", "both")
 MODES = ("causal", "windows")
 
 
+def _set_trainable(layer: tf.keras.layers.Layer, trainable: bool) -> None:
+    """``layer.trainable`` for the layer and every layer inside it, lists of layers included (Keras 2
+    does not reach layers kept in a plain list attribute)."""
+    layer.trainable = trainable
+    for sub in layer.submodules:
+        if isinstance(sub, tf.keras.layers.Layer):
+            sub.trainable = trainable
+
+
 @register
 class SequenceRecommender(Recommender):
     """Self-attention over the watch history; see the module docstring."""
@@ -191,7 +200,18 @@ class SequenceRecommender(Recommender):
         features.update({HISTORY: examples.inputs, HISTORY_RATINGS: examples.input_ratings,
                          TARGETS: examples.targets, TARGET_RATINGS: examples.target_ratings})  # fmt: skip
         data = self._dataset(features, len(examples), p["repeat"])
-        self.history = fit_keras(self, data, train, valid, **kwargs)
+        if self.model.pair_head is not None:  # trained afterwards: no gradient-less weights meanwhile
+            from tfrs_movies.models.retrieval import make_optimizer
+
+            _set_trainable(self.model.pair_head, False)
+            # tf-keras fits with the trainable state of compile time, so compile again after freezing.
+            cfg = self.config["train"]
+            self.model.compile(optimizer=make_optimizer(cfg["optimizer"], cfg["learning_rate"]))
+        try:
+            self.history = fit_keras(self, data, train, valid, **kwargs)
+        finally:
+            if self.model.pair_head is not None:
+                _set_trainable(self.model.pair_head, True)
         if p["pair_epochs"] > 0:
             self.history["pair_loss"] = self._fit_pairs(train)
 
