@@ -9,6 +9,8 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # TensorFlow's C++ start-up chatter hides the one line the user needs; keep warnings and errors.
+# (Entry points that print answers, e.g. ``recommend``, go further when the user set nothing.)
+LOG_LEVEL_SET_BY_US = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -26,13 +26,15 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+import tfrs_movies  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
+
 # The answer is what a user reads here: TensorFlow's C++ log (e.g. "failed call to cuInit" on a machine
 # without a GPU) would come before it; real failures still arrive as one "error:" line.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if tfrs_movies.LOG_LEVEL_SET_BY_US:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
-import tfrs_movies  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from tfrs_movies.io import atomic_write_text  # noqa: E402
-from tfrs_movies.serving.load import AGGREGATIONS, ServingError, load_export, read_user_ids
+from tfrs_movies.serving.load import AGGREGATIONS, ServingError, load_export, read_user_ids  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,8 +139,18 @@ def _rerank(args: argparse.Namespace) -> bool | None:
     return False if args.retrieval_only else None  # None: two stages whenever a ranking model is there
 
 
+def _quiet_graph_optimizer() -> None:
+    """Grappler's cost estimator logs a warning per Softmax of unknown shape (the attention of the
+    sequence exports) through absl, which no log level silences; one query gains nothing from it."""
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if tfrs_movies.LOG_LEVEL_SET_BY_US:
+        _quiet_graph_optimizer()
     features = {"age": args.age, "gender": args.gender, "occupation": args.occupation, "zip": args.zip}
     try:
         exported = load_export(args.model, ranking=args.ranking)
