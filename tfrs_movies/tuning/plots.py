@@ -20,6 +20,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close ``fig``; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def lower_is_better(metric: str) -> bool:
     """RMSE, MAE and losses go down; ranking metrics, accuracy and AUC go up."""
     return metric.split("_")[0] in {"rmse", "mae"} or "loss" in metric
@@ -51,12 +61,7 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, metric: str) ->
     if len(records) <= 20:  # few trials: name them (their id) under the axis
         for ax in axes[0]:
             ax.set_xticks(x, [r["trial_id"][:6] for r in records], rotation=90, fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def heatmap_matrix(
@@ -111,9 +116,4 @@ def plot_heatmap(
         f"Validation {metric} ({word} over the other axes)\n(validation split, not test)", fontsize=10
     )
     fig.colorbar(image, ax=ax, label=f"validation {metric}")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
