@@ -144,3 +144,5 @@ def test_pair_uses_the_exported_pair_model_for_the_average(exported, fitted):
     assert not set(result.frame.movie_id) & seen
     misery = served.recommend_pair(a, b, 5, "least_misery", "brute_force")
     assert "pair_rating" not in misery.frame.columns  # the pair model predicts an average
+    plain = served.recommend_pair(a, b, 5, "average", "brute_force", rerank=False)
+    assert set(plain.frame.stage) == {"retrieval"} and "pair_rating" not in plain.frame.columns

@@ -408,6 +408,8 @@ class Exported:
         if aggregation not in AGGREGATIONS:
             raise ServingError(f"unknown aggregation {aggregation!r}; choose {' or '.join(AGGREGATIONS)}")
         k = self._check_k(k)
+        # The pair model is a second stage too: rerank=False (--retrieval-only) leaves it out as well.
+        use_pair_model = self.has_pair_model and aggregation == "average" and rerank is not False
         rerank = self.has_ranking if rerank is None else bool(rerank)
         n = self._check_candidates(candidates, k) if rerank else self.k_max
         users = (_parse_id(user_a, "user"), _parse_id(user_b, "user"))
@@ -433,7 +435,7 @@ class Exported:
             what = f"{aggregation} of standardised retrieval scores"
         combined = (per_user[0] + per_user[1]) / 2 if aggregation == "average" else np.minimum(*per_user)
         pair_rating = None
-        if self.has_pair_model and aggregation == "average":
+        if use_pair_model:
             # Seed 004's pair model predicts the two users' average rating directly; it re-scores the
             # candidates like a ranking stage (it predicts an average, so least misery keeps per user).
             pair_rating = self.pair_model_ratings(*users, candidates_ids).astype(np.float64)
