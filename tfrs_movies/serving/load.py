@@ -160,14 +160,20 @@ class Exported:
         return weight
 
     # ----- helpers ---------------------------------------------------------------------------------
-    def _check_k(self, k: Any, upper: int | None = None) -> int:
-        upper = self.k_max if upper is None else upper
+    @staticmethod
+    def _whole_number(value: Any, what: str) -> int:
+        """``value`` as an int if it is a whole number (2.0 yes, 2.5 or "x" no), else a ServingError."""
         try:
-            k_int = int(k)
-            if k_int != k:
+            number = int(value)
+            if number != value:
                 raise ValueError
         except (TypeError, ValueError):
-            raise ServingError(f"k must be an integer, got {k!r}") from None
+            raise ServingError(f"{what} must be an integer, got {value!r}") from None
+        return number
+
+    def _check_k(self, k: Any, upper: int | None = None) -> int:
+        upper = self.k_max if upper is None else upper
+        k_int = self._whole_number(k, "k")
         if not 1 <= k_int <= upper:
             raise ServingError(f"k must be between 1 and {upper}, got {k_int}")
         return k_int
@@ -201,12 +207,7 @@ class Exported:
     def _check_candidates(self, candidates: Any, k: int) -> int:
         if candidates is None:
             return max(k, min(DEFAULT_CANDIDATES, self.k_max))
-        try:
-            n = int(candidates)
-            if n != candidates:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ServingError(f"candidates must be an integer, got {candidates!r}") from None
+        n = self._whole_number(candidates, "candidates")
         if not k <= n <= self.k_max:
             raise ServingError(f"candidates must be between k ({k}) and {self.k_max}, got {n}")
         return n
