@@ -115,12 +115,13 @@ def main() -> None:
             (r for r in validation if r != "retrieval only"), key=lambda r: validation[r]["ndcg@10"]
         )
         best = grid[list(validation).index(best_label)]
-        served = (None, None), (100, 0.25), best
+        served = (None, None), (100, float("inf")), (100, 0.25), best
         test = measure(model, split, config, "test", threshold, list(dict.fromkeys(served)))
         relevant = "every test rating relevant" if threshold is None else f"ratings >= {threshold:g} relevant"
         sections.append(
             f"### {relevant}\n\nValidation (every setting; best by NDCG@10: {best_label}):\n\n"
-            f"{table(validation)}\n\nTest (retrieval only, the served default, and the validation's best):"
+            f"{table(validation)}\n\nTest (retrieval only, the rating alone, the served default, and the"
+            " validation's best):"
             f"\n\n{table(test)}\n"
         )
     body = (
