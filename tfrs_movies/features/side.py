@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,9 @@ GENRES, YEAR, TITLE, TAGS, RUNTIME, IMDB_RATING, PEOPLE = (
     "genres", "year", "title", "tags", "runtime", "imdb_rating", "people",
 )  # fmt: skip
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
+# Features a request can describe for a user or movie the tables lack (cold start).
+COLD_START_USER_FEATURES = frozenset({"gender", "occupation", "age", "zip"})
+COLD_START_MOVIE_FEATURES = frozenset({"genres", "year", "title", "tags", "imdb"})
 
 
 def _pad(rows: Sequence[Sequence[str]], width: int) -> np.ndarray:
@@ -79,6 +83,9 @@ class FeatureSpace:
     # Users with an id embedding (those in train). ``users`` also holds users known only by their
     # features (e.g. user_holdout test users), so cold-start users are scored from their features.
     id_users: np.ndarray | None = None
+    # In-graph lookup tables, built on first use (TensorFlow objects: never part of the saved state).
+    _user_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _movie_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -210,12 +217,46 @@ class FeatureSpace:
         if HISTORY in self.user_table:
             width = length or self.user_table[HISTORY].shape[1]
             out.user_table[HISTORY] = _history_table(ratings, self.users, width)
-        out.__dict__.pop("_user_cache", None)
+        out._user_cache = None
         return out
 
-    def __getstate__(self) -> dict:
-        # TensorFlow tables are rebuilt on demand; they do not pickle.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_user_cache", "_movie_cache")}
+    @property
+    def has_cold_start_user_features(self) -> bool:
+        """Whether the user side uses a feature a request can give for a new user."""
+        return bool(COLD_START_USER_FEATURES & set(self.user_features))
+
+    @property
+    def has_cold_start_movie_features(self) -> bool:
+        return bool(COLD_START_MOVIE_FEATURES & set(self.movie_features))
+
+    # ----- state (arrays and JSON values, see tfrs_movies.models.state) ---------------------------
+    def state(self) -> dict[str, Any]:
+        """Flat ``{name: array or JSON value}``: the id arrays, every table column, the feature names."""
+        out: dict[str, Any] = {
+            "users": self.users, "movies": self.movies,
+            "id_users": self.id_users if self.id_users is not None else np.empty(0, np.int64),
+            "has_id_users": self.id_users is not None,
+            "user_features": list(self.user_features), "movie_features": list(self.movie_features),
+            "notes": list(self.notes),
+            "user_columns": sorted(self.user_table), "movie_columns": sorted(self.movie_table),
+        }  # fmt: skip
+        out.update({f"user_table/{name}": values for name, values in self.user_table.items()})
+        out.update({f"movie_table/{name}": values for name, values in self.movie_table.items()})
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> FeatureSpace:
+        """The inverse of :meth:`state`."""
+        return cls(
+            users=state["users"],
+            movies=state["movies"],
+            user_table={name: state[f"user_table/{name}"] for name in state["user_columns"]},
+            movie_table={name: state[f"movie_table/{name}"] for name in state["movie_columns"]},
+            user_features=tuple(state["user_features"]),
+            movie_features=tuple(state["movie_features"]),
+            notes=list(state["notes"]),
+            id_users=state["id_users"] if state["has_id_users"] else None,
+        )
 
     # ----- lookups ---------------------------------------------------------------------------------
     def user_rows(self, user_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -243,17 +284,17 @@ class FeatureSpace:
         return out
 
     def _user_tf(self):
-        if not hasattr(self, "_user_cache"):
-            self._user_cache = _tf_tables(self.users, self.user_table)
+        if self._user_cache is None:
+            self._user_cache = lookup_tables(self.users, self.user_table)
         return self._user_cache
 
     def _movie_tf(self):
-        if not hasattr(self, "_movie_cache"):
-            self._movie_cache = _tf_tables(self.movies, self.movie_table)
+        if self._movie_cache is None:
+            self._movie_cache = lookup_tables(self.movies, self.movie_table)
         return self._movie_cache
 
 
-def _defaults(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def unknown_defaults(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The row an unknown id gets: "" for strings, the column mean for numbers."""
     out = {}
     for name, values in table.items():
@@ -268,18 +309,21 @@ def _defaults(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _rows(ids: np.ndarray, table: dict[str, np.ndarray], wanted: np.ndarray, id_name: str) -> dict:
     index = pd.Index(ids).get_indexer(np.asarray(wanted).astype(ids.dtype))
     out = {id_name: ids_as_strings(np.asarray(wanted))}
-    defaults = _defaults(table)
+    defaults = unknown_defaults(table)
     for name, values in table.items():
         padded = np.concatenate([values, defaults[name][None, ...]])
         out[name] = padded[np.where(index >= 0, index, len(values))]
     return out
 
 
-def _tf_tables(ids: np.ndarray, table: dict[str, np.ndarray]):
+def lookup_tables(ids: np.ndarray, table: dict[str, np.ndarray]):
+    """``(StringLookup over ids, {column: tensor})``: row 0 of each tensor is the unknown-id default.
+
+    Build fresh ones for a SavedModel: a space's own cache may hold graph tensors of a tf.data map."""
     lookup = tf.keras.layers.StringLookup(
         vocabulary=list(ids_as_strings(ids)), num_oov_indices=1, mask_token=None
     )
-    defaults = _defaults(table)
+    defaults = unknown_defaults(table)
     # Row 0 is the unknown-id default (StringLookup's OOV index), rows 1.. follow ``ids``.
     tensors = {
         name: tf.constant(np.concatenate([defaults[name][None, ...], values]))

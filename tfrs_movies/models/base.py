@@ -1,47 +1,96 @@
-"""The one interface every recommender honours, TFRS model or classic baseline.
+"""The one interface every recommender honours, TFRS model or classic baseline: the model contract.
 
-A model scores the whole catalogue for a batch of users (:meth:`Recommender.score`); recommending,
-excluding seen movies, the cold-start fallback and evaluation are built on that one method here, so
-every model behaves the same way at the edges:
+A model implements a few declared methods and gets everything else from here and the framework:
 
-- ``fit(train, dataset, valid=None)`` learns from a canonical ratings frame; ``dataset`` supplies the
-  catalogue and side features.
-- ``score(user_ids) -> (n_users, n_movies)`` in catalogue order (``self.catalogue``).
-- ``predict(user_ids, movie_ids) -> (n,)`` a rating (rating models) or a relevance score (retrieval).
-- ``recommend(user_ids, k, exclude_seen=True) -> (movie_ids (n, k), scores (n, k))``.
-- ``similar_movies(movie_ids, k) -> (movie_ids (n, k), scores (n, k))``.
-- ``save(path)`` / ``load(path)``.
+implements
+    ``Params``: a dataclass of its own settings (config ``model.params``), validated with one-line
+    errors naming the key; ``_fit(train, dataset, valid)``; ``_score_known(user_index) -> (n, N)``;
+    ``_state() -> State`` and ``_restore(state)`` (arrays and JSON values, never pickle);
+    ``serving_parts() -> ServingParts`` (what the SavedModel export needs).
+may override
+    ``predict`` (rating models), ``_score_unknown`` (cold start from features), ``movie_embeddings``,
+    ``update_seen``, ``on_weights_changed`` (the training loop calls it after each epoch and on
+    restoring the best one), ``extra_metrics`` (figures beyond the headline ones), ``parameter_count``.
+gets
+    ``fit`` (catalogue, users, seen table, popularity), ``score`` for any users (unknown users get the
+    cold start: popularity unless overridden, never an error, as in Surprise), ``recommend`` with seen
+    movies excluded, ``similar_movies``, ``save`` / ``load`` (atomic, format-versioned, see
+    :mod:`tfrs_movies.models.state`), evaluation, early stopping, export and serving.
 
-Unknown users (not in train) get the popularity ranking, never an error (as in Surprise); unknown
-movies in ``predict`` get the model's fallback (the global mean for rating models).
+Shapes: ``score(user_ids (n,)) -> (n, N)`` over ``self.catalogue`` (N movies); ``predict(user_ids (n,),
+movie_ids (n,)) -> (n,)``; ``recommend(user_ids (n,), k) -> (movie_ids (n, k), scores (n, k))``.
 """
 
 from __future__ import annotations
 
 import abc
-import json
+import dataclasses
+import types
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import yaml
 
 from tfrs_movies import schema as S
 from tfrs_movies.evaluation.ranking import interaction_matrix, top_k_indices
+from tfrs_movies.models.state import State, read_state, write_state
+
+if typing.TYPE_CHECKING:
+    from tfrs_movies.models.serving_parts import ServingParts
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    """Base of every model's ``Params`` dataclass (frozen, every field with a default)."""
+
+    def validate(self) -> None:
+        """Raise ValueError (one line naming the key) for values of the right type but out of range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams(ModelParams):
+    """A model without settings of its own."""
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a dataclass field's type (ints pass for floats, bools never for
+    numbers; list/tuple/dict element types are checked one level deep)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value if args)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 class Recommender(abc.ABC):
-    """Base class: subclasses implement ``_fit``, ``_score_known``, ``_save_state`` and ``_load_state``."""
+    """Base class of every model; see the module docstring for what a subclass implements."""
 
     name: ClassVar[str] = "base"
     predicts_ratings: ClassVar[bool] = False
     # False for models without early stopping: the experiment then fits them on train + validation,
     # so that no rating of the training files is thrown away.
     uses_validation: ClassVar[bool] = True
-    # This model's own settings (config ``model.params.<key>``), with their defaults.
-    param_defaults: ClassVar[dict[str, Any]] = {}
+    # This model's own settings (config ``model.params.<field>``): a dataclass with defaults.
+    Params: ClassVar[type[ModelParams]] = NoParams
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -54,30 +103,38 @@ class Recommender(abc.ABC):
         self.history: dict[str, list[float]] = {}
 
     @classmethod
-    def resolve_params(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """``param_defaults`` overridden by ``model.params``; an unknown key is a ConfigError naming it."""
+    def param_fields(cls) -> dict[str, Any]:
+        """``{name: default}`` of this model's settings."""
+        return {
+            f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+            for f in dataclasses.fields(cls.Params)
+        }
+
+    @classmethod
+    def resolve_params(cls, config: dict[str, Any]) -> Any:
+        """``cls.Params`` from ``model.params``; an unknown key or a value of the wrong type is a
+        ConfigError naming the key."""
         from tfrs_movies.config import ConfigError
 
         given = dict(config.get("model", {}).get("params") or {})
-        unknown = sorted(set(given) - set(cls.param_defaults))
+        hints = typing.get_type_hints(cls.Params)
+        unknown = sorted(set(given) - set(hints))
         if unknown:
-            known = ", ".join(sorted(cls.param_defaults)) or "none"
+            known = ", ".join(sorted(hints)) or "none"
             raise ConfigError(
                 f"unknown config key 'model.params.{unknown[0]}' for model {cls.name!r} (its params: {known})"
             )
         for key, value in given.items():
-            default = cls.param_defaults[key]
-            if (
-                default is not None
-                and not isinstance(value, type(default))
-                and not (
-                    isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
-                )
-            ):
+            if not _matches(value, hints[key]):
                 raise ConfigError(
-                    f"config key 'model.params.{key}' must be {type(default).__name__}, got {value!r}"
+                    f"config key 'model.params.{key}' must be {_type_name(hints[key])}, got {value!r}"
                 )
-        return {**cls.param_defaults, **given}
+        params = cls.Params(**given)
+        try:
+            params.validate()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return params
 
     # ----- fitting -------------------------------------------------------------------------------
     def fit(self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None = None, **kwargs: Any):
@@ -95,6 +152,25 @@ class Recommender(abc.ABC):
     def update_seen(self, ratings: pd.DataFrame) -> None:
         """Replace the seen-movies table (e.g. train + validation once training is over)."""
         self.seen = interaction_matrix(ratings, self.users, self.catalogue)
+
+    def on_weights_changed(self) -> None:
+        """Called by the training loop after each epoch and after restoring the best weights: drop
+        anything cached from the weights (e.g. movie vectors). Nothing to do by default."""
+        return None
+
+    def extra_metrics(self, frame: pd.DataFrame) -> dict[str, float]:
+        """Figures beyond the headline ones on ``frame`` (test or validation ratings), e.g. the
+        normalised-scale RMSE or a classifier's AUC; none by default."""
+        return {}
+
+    def parameter_count(self) -> int | None:
+        """Learned numbers in the saved state (float arrays, the index every model keeps left out)."""
+        index = {"catalogue", "users", "popularity", "seen/indptr", "seen/indices"}
+        total = sum(
+            int(v.size) for k, v in self.state().arrays.items()
+            if k not in index and np.issubdtype(v.dtype, np.floating)
+        )  # fmt: skip
+        return total or None
 
     @abc.abstractmethod
     def _fit(
@@ -185,51 +261,60 @@ class Recommender(abc.ABC):
         top = top_k_indices(sims, k)
         return self.catalogue[top], np.take_along_axis(sims, top, axis=1)
 
-    # ----- persistence ---------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the config, the catalogue/user index and the model's own state under ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "model.yaml").write_text(yaml.safe_dump({"name": self.name, "config": self.config}))
-        np.savez(
-            path / "index.npz",
-            catalogue=self.catalogue,
-            users=self.users,
-            popularity=self.popularity,
-            seen_indptr=self.seen.indptr,
-            seen_indices=self.seen.indices,
-            rating_scale=np.asarray(self.rating_scale, dtype=np.float64),
+    # ----- persistence (the framework alone writes and reads; see tfrs_movies.models.state) -------
+    def state(self) -> State:
+        """Everything needed to rebuild this fitted model: the index every model keeps, plus
+        :meth:`_state`. Arrays and JSON values only."""
+        seen = self.seen if self.seen is not None else sp.csr_matrix((len(self.users), len(self.catalogue)))
+        state = State.of({
+            "catalogue": self.catalogue, "users": self.users, "popularity": self.popularity,
+            "seen/indptr": seen.indptr.astype(np.int64), "seen/indices": seen.indices.astype(np.int64),
+            "rating_scale": list(self.rating_scale), "history": self.history,
+        })  # fmt: skip
+        return state.nest("model", self._state())
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], state: State) -> Recommender:
+        """The inverse of :meth:`state`: a model of this class, ready to score."""
+        model = cls(config)
+        model.catalogue = state["catalogue"].astype(np.int64)
+        model.users = state["users"].astype(np.int64)
+        model.popularity = state["popularity"].astype(np.float32)
+        indices = state["seen/indices"]
+        model.seen = sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, state["seen/indptr"]),
+            shape=(len(model.users), len(model.catalogue)),
         )
-        (path / "history.json").write_text(json.dumps(self.history))
-        self._save_state(path)
-        return path
+        model.rating_scale = tuple(float(x) for x in state["rating_scale"])
+        model.history = dict(state["history"])
+        model._restore(state.child("model"))
+        return model
+
+    def save(self, path: str | Path) -> Path:
+        """Write this model into the folder ``path``, atomically (``model.json`` + ``arrays.npz``)."""
+        return write_state(path, self.name, self.config, self.state())
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
-        """Rebuild a saved model (any registered class when called on :class:`Recommender`)."""
+        """Rebuild a saved model (any registered class when called on :class:`Recommender`); a folder of
+        another format version is a :class:`~tfrs_movies.models.state.ModelFormatError`."""
         from tfrs_movies.models.registry import get_model_class
 
-        path = Path(path)
-        meta = yaml.safe_load((path / "model.yaml").read_text())
-        model_cls = get_model_class(meta["name"]) if cls is Recommender else cls
-        model = model_cls(meta["config"])
-        with np.load(path / "index.npz") as index:
-            model.catalogue = index["catalogue"]
-            model.users = index["users"]
-            model.popularity = index["popularity"]
-            data = np.ones(len(index["seen_indices"]), dtype=np.float32)
-            model.seen = sp.csr_matrix(
-                (data, index["seen_indices"], index["seen_indptr"]),
-                shape=(len(model.users), len(model.catalogue)),
-            )
-            model.rating_scale = tuple(float(x) for x in index["rating_scale"])
-        history = path / "history.json"
-        model.history = json.loads(history.read_text()) if history.exists() else {}
-        model._load_state(path)
-        return model
+        name, config, state = read_state(path)
+        model_cls = get_model_class(name) if cls is Recommender else cls
+        return model_cls.from_state(config, state)
 
     @abc.abstractmethod
-    def _save_state(self, path: Path) -> None: ...
+    def _state(self) -> State:
+        """This model's own learned state (weights, factors, feature tables...)."""
 
     @abc.abstractmethod
-    def _load_state(self, path: Path) -> None: ...
+    def _restore(self, state: State) -> None:
+        """Rebuild from :meth:`_state`'s output; the index (catalogue, users, seen...) is already set."""
+
+    # ----- serving -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def serving_parts(self) -> ServingParts:
+        """What the SavedModel export needs (:class:`~tfrs_movies.models.serving_parts.ServingParts`):
+        a query over user ids and candidate vectors (dot product), or a scorer over the catalogue; an
+        optional feature tower (cold start), ranking module and extras."""
