@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--aggregation", choices=AGGREGATIONS, default="average", help="for --pair")
     parser.add_argument("--out", help="with --users-file: write the CSV here (default: standard output)")
     parser.add_argument("--k", type=int, default=10, help="how many movies (default 10)")
-    parser.add_argument("--index", choices=("scann", "brute_force"), default="scann")
+    parser.add_argument(
+        "--index", choices=("scann", "brute_force"), default=None,
+        help="the top-K index (default: scann where the export has one, else brute_force)",
+    )  # fmt: skip
     parser.add_argument("--include-seen", action="store_true", help="keep movies the user rated in train")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     stages = parser.add_argument_group("two stages (retrieval, then the ranking model)")

@@ -91,6 +91,9 @@ class Recommender(abc.ABC):
     uses_validation: ClassVar[bool] = True
     # This model's own settings (config ``model.params.<field>``): a dataclass with defaults.
     Params: ClassVar[type[ModelParams]] = NoParams
+    # ``model.params`` overrides for the contract test suite's tiny data (smaller layers, fewer steps),
+    # for a model that is slow or unstable there at its defaults.
+    contract_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: dict[str, Any]):
         self.config = config

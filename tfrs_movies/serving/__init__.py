@@ -1,14 +1,14 @@
-"""Serving: export SavedModels (query tower, brute-force and ScaNN top-K, ranking) and load them."""
+"""Serving: export any model's SavedModels from its serving parts (top-K indexes, query tower, ranking,
+extras) and load them to answer top-N questions."""
 
-from tfrs_movies.serving.export import export_ranking, export_retrieval, export_run
+from tfrs_movies.serving.export import export_model, export_run
 from tfrs_movies.serving.load import Exported, Recommendations, ServingError, load_export
 
 __all__ = [
     "Exported",
     "Recommendations",
     "ServingError",
-    "export_ranking",
-    "export_retrieval",
+    "export_model",
     "export_run",
     "load_export",
 ]

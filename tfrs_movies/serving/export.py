@@ -1,25 +1,29 @@
-"""Export a trained two-tower retrieval model for serving, atomically.
+"""Export any fitted model for serving, atomically, from its :meth:`serving_parts`.
 
-``export_retrieval(model, dataset, out_dir)`` writes, into a temporary folder next to ``out_dir`` that
-is then renamed onto it (a reader never sees a half-written export):
+``export_model(model, dataset, out_dir)`` asks the model for its
+:class:`~tfrs_movies.models.serving_parts.ServingParts` and writes, into a temporary folder next to
+``out_dir`` that is then renamed onto it (a reader never sees a half-written export):
 
-- ``query_tower/``  SavedModel; ``serving_default`` takes the raw user features the tower uses (named
-  string / float32 tensors, batch first) and returns ``{"embedding": (B, d) float32}``;
-- ``brute_force/`` and ``scann/``  SavedModels over a TFRS ``BruteForce`` / ``ScaNN`` index, each with
-  ``serving_default(user_id: string (B,), k: int32 (), exclude: string (B, E))`` returning
-  ``{"movie_ids": string (B, k), "scores": float32 (B, k)}``. ``exclude`` holds movie ids to remove
-  ("" padding), e.g. a user's seen movies; any ``1 <= k <= k_max`` is answered after loading. The
-  index is asked for a fixed number of candidates (the whole catalogue for brute force, ``k_max`` +
-  the largest seen list for ScaNN), excluded ids are masked to -inf, and ``tf.math.top_k`` keeps ``k``;
-- ``movies.csv`` (movie_id, title, year, in catalogue order) and ``movie_embeddings.npy``;
-- ``seen.npz`` (users, catalogue, CSR indptr/indices of the movies each user rated in train);
-- ``popularity.npy`` (catalogue order) and ``manifest.json`` (versions, config, metrics, vocabulary
-  sizes, k_max, index parameters).
+- ``brute_force/`` SavedModel, always, and ``scann/`` where the score is a dot product (parts in dot
+  form), each with ``serving_default(user_id: string (B,), k: int32 (), exclude: string (B, E))``
+  returning ``{"movie_ids": string (B, k), "scores": float32 (B, k)}``. ``exclude`` holds movie ids to
+  remove ("" padding), e.g. a user's seen movies; any ``1 <= k <= k_max`` is answered after loading.
+  Dot-form indexes add ``from_embedding(embedding (B, d), k, exclude)`` for query vectors computed
+  elsewhere (a new user's features through ``query_tower/``: cold start). The index is asked for a
+  fixed number of candidates (the whole catalogue for brute force, ``k_max`` + the largest seen list
+  for ScaNN), excluded ids are masked to -inf, and ``tf.math.top_k`` keeps ``k``;
+- ``query_tower/`` SavedModel when the model has a user tower over raw request features:
+  ``serving_default(**features) -> {"embedding": (B, d)}``;
+- ``ranking/`` (the second stage of two-stage serving) and the model's extras (``explain/``,
+  ``pair/``) where its parts have them;
+- ``movies.csv`` (movie_id, title, year, in catalogue order), ``similar.npz`` (each movie's
+  ``min(k_max, N - 1)`` most similar movies by the model's own ``similar_movies``), and
+  ``movie_embeddings.npy`` where the model has movie vectors;
+- ``seen.npz`` (users, catalogue, CSR indptr/indices of the movies each user rated in train),
+  ``popularity.npy`` (catalogue order) and ``manifest.json`` (versions, config, metrics, form,
+  vocabulary sizes, k_max, index parameters, the query tower's inputs).
 
-A model that also predicts ratings (multitask) gets ``ranking/`` inside the same export, the second
-stage of two-stage serving; the attention sequence model adds ``explain/`` (attention over the watched
-movies) and, with a pair head, ``pair/`` (:mod:`tfrs_movies.serving.sequence`); a ranking-only model
-(see :mod:`tfrs_movies.serving.ranking_export`) gets just ``<run_dir>/export/ranking``.
+Nothing here knows a model by name: every model exports the same way.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ import tensorflow_recommenders as tfrs
 from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
 from tfrs_movies.io import atomic_directory, atomic_write_json
-from tfrs_movies.serving.ranking_export import export_ranking, is_ranking_model, position_table, write_ranking
+from tfrs_movies.models.serving_parts import ServingParts
+from tfrs_movies.serving.ranking_export import position_table
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +52,10 @@ INDEXES = ("brute_force", "scann")
 # Up to this many fetched candidates, exclusion compares candidates with excluded ids pairwise.
 PAIRWISE_EXCLUSION_MAX = 4096
 REQUIRED_FILES = (
-    "manifest.json", "movies.csv", "movie_embeddings.npy", "seen.npz", "popularity.npy",
-    "query_tower/saved_model.pb", "brute_force/saved_model.pb", "scann/saved_model.pb",
+    "manifest.json", "movies.csv", "similar.npz", "seen.npz", "popularity.npy", "brute_force/saved_model.pb",
 )  # fmt: skip
+# similar_movies is asked for this many movies at a time while writing similar.npz.
+SIMILAR_CHUNK = 512
 
 
 def _version(package: str) -> str | None:
@@ -80,19 +86,27 @@ class QueryTowerModule(tf.Module):
         self.serving_default = serving_default
 
 
-class TopKModule(tf.Module):
-    """user id -> raw user features (in-graph tables) -> query tower -> index -> masked top k."""
+class ScorerIndex(tf.Module):
+    """A brute-force index for the scorer form: ``(user_id (B,), k) -> (scores (B, k), ids (B, k))``
+    over ``scorer(user_id) -> (B, N)`` scores of the whole catalogue."""
 
-    def __init__(self, space, tower, index, catalogue: np.ndarray, fetch: int, k_max: int):
+    def __init__(self, scorer: tf.Module, catalogue: np.ndarray):
         super().__init__()
-        from tfrs_movies.features.side import _tf_tables
+        self.scorer = scorer
+        self.ids = tf.Variable(ids_as_strings(catalogue), trainable=False)
 
-        # Fresh tables: the space's own cache may hold graph tensors built inside a tf.data map.
-        lookup, tensors = _tf_tables(space.users, space.user_table)
-        self.user_lookup = lookup
-        # Variables, so the tables are stored as checkpointed values rather than graph constants.
-        self.user_tables = {name: tf.Variable(value, trainable=False) for name, value in tensors.items()}
-        self.tower = tower
+    def __call__(self, user_id: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        scores, position = tf.math.top_k(self.scorer(user_id), k=k)
+        return scores, tf.gather(self.ids, position)
+
+
+class TopKModule(tf.Module):
+    """user id -> query (dot form: the model's query module; scorer form: the id itself) -> index ->
+    excluded movies masked -> top k."""
+
+    def __init__(self, query: tf.Module | None, index, catalogue: np.ndarray, fetch: int, k_max: int):
+        super().__init__()
+        self.query = query
         self.index = index
         self.fetch = int(fetch)
         self.movie_position = position_table(catalogue)
@@ -107,10 +121,8 @@ class TopKModule(tf.Module):
         ]
     )
     def serving_default(self, user_id, k, exclude):
-        rows = self.user_lookup(user_id)
-        features = {name: tf.gather(table, rows) for name, table in self.user_tables.items()}
-        features[S.USER_ID] = user_id
-        return self._top_k(self.tower(features, training=False), k, exclude)
+        queries = self.query(user_id) if self.query is not None else user_id
+        return self._top_k(queries, k, exclude)
 
     @tf.function(
         input_signature=[
@@ -121,7 +133,7 @@ class TopKModule(tf.Module):
     )
     def from_embedding(self, embedding, k, exclude):
         """The same search for query embeddings computed elsewhere (e.g. the query tower SavedModel
-        over a new user's features: cold start)."""
+        over a new user's features: cold start). Dot form only."""
         return self._top_k(embedding, k, exclude)
 
     def _top_k(self, queries, k, exclude):
@@ -140,7 +152,7 @@ class TopKModule(tf.Module):
             )
             known = excluded_at >= 0
             where = tf.stack([tf.boolean_mask(rows, known), tf.boolean_mask(excluded_at, known)], axis=1)
-            shape = tf.stack([tf.shape(queries, out_type=tf.int64)[0], tf.constant(self.n_movies, tf.int64)])
+            shape = tf.stack([tf.shape(ids, out_type=tf.int64)[0], tf.constant(self.n_movies, tf.int64)])
             excluded = tf.scatter_nd(where, tf.ones(tf.shape(where)[:1], tf.int32), shape) > 0
             hit = tf.gather(excluded, self.movie_position.lookup(ids), batch_dims=1)
         scores = tf.where(hit, tf.constant(-np.inf, scores.dtype), scores)
@@ -148,6 +160,8 @@ class TopKModule(tf.Module):
         return {"movie_ids": tf.gather(ids, position, batch_dims=1), "scores": top}
 
     def signatures(self) -> dict:
+        if self.query is None:  # scorer form: ids in, no query vectors to give
+            return {"serving_default": self.serving_default}
         return {"serving_default": self.serving_default, "from_embedding": self.from_embedding}
 
 
@@ -177,20 +191,7 @@ def _movie_frame(model, dataset) -> pd.DataFrame:
     return frame
 
 
-def query_tower(model) -> tf.keras.Model | None:
-    """The tower whose output, dotted with ``model.movie_embeddings()``, is the model's top-N score:
-    a retrieval model's query tower, or the user tower of a multitask model that ranks by retrieval."""
-    keras = getattr(model, "model", None)
-    if keras is None:
-        return None
-    if hasattr(keras, "query_tower"):
-        return keras.query_tower
-    if getattr(keras, "score", None) == "retrieval" and hasattr(keras, "user_tower"):
-        return keras.user_tower
-    return None
-
-
-def export_retrieval(
+def export_model(
     model,
     dataset: S.Dataset | None,
     out_dir: str | Path,
@@ -198,65 +199,79 @@ def export_retrieval(
     scann_params: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the serving export of a fitted retrieval model into ``out_dir`` (atomic); a model that also
-    predicts ratings (multitask) adds its ranking SavedModel as ``ranking/``."""
-    if query_tower(model) is None:
-        raise ValueError(
-            f"export_retrieval needs a fitted two-tower retrieval model, got {type(model).__name__}"
-        )
+    """Write the serving export of any fitted model into ``out_dir`` (atomic); see the module doc."""
+    parts = model.serving_parts()
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
-        manifest = _write_export(model, dataset, tmp, k_max, scann_params, metrics)
+        manifest = _write_export(model, parts, dataset, tmp, k_max, scann_params, metrics)
         atomic_write_json(tmp / "manifest.json", manifest)
     return out_dir
 
 
-def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) -> dict[str, Any]:
-    space, tower = model.space, query_tower(model)
+def export_run(
+    model, dataset: S.Dataset | None, run_dir: str | Path, k_max: int = 100,
+    metrics: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
+    """Export a run's model into ``<run_dir>/export``."""
+    return export_model(model, dataset, Path(run_dir) / "export", k_max=k_max, metrics=metrics)
+
+
+def _write_export(model, parts: ServingParts, dataset, out: Path, k_max: int, scann_params,
+                  metrics) -> dict[str, Any]:  # fmt: skip
     catalogue = model.catalogue.astype(np.int64)
     n_movies = len(catalogue)
     k_max = int(min(k_max, n_movies))
     if k_max < 1:
         raise ValueError("cannot export a model with an empty catalogue")
-    vectors = model.movie_embeddings().astype(np.float32)
     seen = model.seen.tocsr()
     max_seen = int(np.diff(seen.indptr).max()) if seen.shape[0] else 0
-    ids = tf.constant(ids_as_strings(catalogue))
+    manifest: dict[str, Any] = {"user_features": [], "user_feature_inputs": {}}
 
-    # Query tower over raw features.
-    sample = space.user_rows(model.users[:1])
-    specs = {name: _spec(name, np.asarray(values)) for name, values in sample.items()}
-    module = QueryTowerModule(tower, specs)
-    tf.saved_model.save(
-        module, str(out / "query_tower"), signatures={"serving_default": module.serving_default}
-    )
-    ranking = write_ranking(model, out / "ranking") if is_ranking_model(model) else None
-    sequence = None
-    if getattr(model, "name", None) == "sequence":  # attention explanations and the pair model
-        from tfrs_movies.serving.sequence import export_sequence_extras
+    if parts.feature_query is not None and parts.is_dot:  # the user tower over raw features (cold start)
+        space, tower = parts.feature_query.space, parts.feature_query.tower
+        sample = space.user_rows(model.users[:1])
+        specs = {name: _spec(name, np.asarray(values)) for name, values in sample.items()}
+        module = QueryTowerModule(tower, specs)
+        tf.saved_model.save(
+            module, str(out / "query_tower"), signatures={"serving_default": module.serving_default}
+        )
+        manifest["user_features"] = sorted(specs)
+        manifest["user_feature_inputs"] = _feature_inputs(space, specs)
+    manifest["ranking"] = parts.ranking(out / "ranking") if parts.ranking is not None else None
+    manifest["extras"] = {name: write(out / name) for name, write in sorted(parts.extras.items())}
 
-        sequence = export_sequence_extras(model, out)
-
-    # Brute force: asks for the whole catalogue, so exclusion is always exact.
-    brute = tfrs.layers.factorized_top_k.BruteForce(k=n_movies)
-    brute.index(tf.constant(vectors), ids)
-    module = TopKModule(space, tower, brute, catalogue, n_movies, k_max)
+    indexes: dict[str, dict[str, Any]] = {"brute_force": {"candidates_fetched": n_movies, "exact": True}}
+    if parts.is_dot:
+        vectors = np.asarray(parts.candidates, np.float32)
+        ids = tf.constant(ids_as_strings(catalogue))
+        # Brute force asks for the whole catalogue, so exclusion is always exact.
+        brute = tfrs.layers.factorized_top_k.BruteForce(k=n_movies)
+        brute.index(tf.constant(vectors), ids)
+        module = TopKModule(parts.query, brute, catalogue, n_movies, k_max)
+        manifest["query_dim"] = int(vectors.shape[1])
+    else:
+        module = TopKModule(None, ScorerIndex(parts.scorer, catalogue), catalogue, n_movies, k_max)
     tf.saved_model.save(module, str(out / "brute_force"), signatures=module.signatures())
-
-    # ScaNN: k_max plus the longest seen list, so that excluding seen movies still leaves k_max.
-    fetch = int(min(n_movies, k_max + max_seen))
-    params = {**default_scann_params(n_movies, fetch), **(scann_params or {})}
-    params["num_leaves_to_search"] = min(params["num_leaves_to_search"], params["num_leaves"])
-    scann = tfrs.layers.factorized_top_k.ScaNN(k=fetch, distance_measure="dot_product", **params)
-    scann.index(tf.constant(vectors), ids)
-    module = TopKModule(space, tower, scann, catalogue, fetch, k_max)
-    tf.saved_model.save(
-        module, str(out / "scann"), signatures=module.signatures(),
-        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
-    )  # fmt: skip
+    if parts.is_dot and parts.approximate_index:
+        # ScaNN: k_max plus the longest seen list, so that excluding seen movies still leaves k_max.
+        fetch = int(min(n_movies, k_max + max_seen))
+        params = {**default_scann_params(n_movies, fetch), **(scann_params or {})}
+        params["num_leaves_to_search"] = min(params["num_leaves_to_search"], params["num_leaves"])
+        scann = tfrs.layers.factorized_top_k.ScaNN(k=fetch, distance_measure="dot_product", **params)
+        scann.index(tf.constant(vectors), ids)
+        module = TopKModule(parts.query, scann, catalogue, fetch, k_max)
+        tf.saved_model.save(
+            module, str(out / "scann"), signatures=module.signatures(),
+            options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
+        )  # fmt: skip
+        indexes["scann"] = {"candidates_fetched": fetch, "exact": False, "distance_measure": "dot_product",
+                            **params}  # fmt: skip
 
     _movie_frame(model, dataset).to_csv(out / "movies.csv", index=False)
-    np.save(out / "movie_embeddings.npy", vectors)
+    _write_similar(model, out / "similar.npz", min(k_max, n_movies - 1))
+    embeddings = model.movie_embeddings()
+    if embeddings is not None:
+        np.save(out / "movie_embeddings.npy", np.asarray(embeddings, np.float32))
     np.savez(
         out / "seen.npz", users=model.users.astype(np.int64), catalogue=catalogue,
         indptr=seen.indptr.astype(np.int64), indices=seen.indices.astype(np.int64),
@@ -267,8 +282,10 @@ def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) 
     return {
         "format": EXPORT_FORMAT,
         "model": model.name,
+        "form": "dot" if parts.is_dot else "scorer",
+        "movie_vectors": embeddings is not None,
         "versions": {
-            "tfrs_movies": getattr(tfrs_movies, "__version__", None) or _version("tfrs_movies"),
+            "tfrs_movies": tfrs_movies.__version__,
             "tensorflow": tf.__version__,
             "tensorflow_recommenders": tfrs.__version__,
             "scann": _version("scann"),
@@ -276,56 +293,23 @@ def _write_export(model, dataset, out: Path, k_max: int, scann_params, metrics) 
         },
         "config": model.config,
         "metrics": metrics or {},
-        "vocabulary": {
-            "users": int(len(model.users)),
-            "movies": int(n_movies),
-            "feature_users": int(len(space.users)),
-        },  # fmt: skip
-        "embedding_dim": int(vectors.shape[1]),
-        "user_features": sorted(specs),
-        "user_feature_inputs": _feature_inputs(space, specs),
-        "ranking": ranking,
-        "sequence": sequence,
+        "vocabulary": {"users": int(len(model.users)), "movies": int(n_movies)},
+        **manifest,
         "k_max": k_max,
         "max_seen": max_seen,
-        "indexes": {
-            "brute_force": {"candidates_fetched": n_movies, "exact": True},
-            "scann": {
-                "candidates_fetched": fetch,
-                "exact": False,
-                "distance_measure": "dot_product",
-                **params,
-            },
-        },
+        "indexes": indexes,
     }
 
 
-def export_run(result_or_model, dataset: S.Dataset | None = None, run_dir: str | Path | None = None,
-               k_max: int = 100) -> Path | None:  # fmt: skip
-    """Export a run into ``<run_dir>/export``; takes an ``ExperimentResult`` or a fitted model.
-
-    Retrieval models get the full export (:func:`export_retrieval`, with ``ranking/`` inside when the
-    model also predicts ratings: multitask); two-tower ranking models get their SavedModel in
-    ``<run_dir>/export/ranking`` (:func:`export_ranking`). Returns the path written, or ``None`` (with
-    one log line) for other models.
-    """
-    metrics = None
-    model = result_or_model
-    if hasattr(result_or_model, "run_dir") and hasattr(result_or_model, "model"):
-        model = result_or_model.model
-        dataset = dataset if dataset is not None else result_or_model.dataset
-        run_dir = run_dir if run_dir is not None else result_or_model.run_dir
-        metrics = result_or_model.metrics
-    if run_dir is None:
-        raise ValueError("export_run needs a run directory")
-    if query_tower(model) is None:
-        if is_ranking_model(model):
-            return export_ranking(model, Path(run_dir) / "export" / "ranking")
-        log.info(
-            "export: model %r has no query tower; no serving export written", getattr(model, "name", model)
-        )
-        return None
-    return export_retrieval(model, dataset, Path(run_dir) / "export", k_max=k_max, metrics=metrics)
+def _write_similar(model, path: Path, k: int) -> None:
+    """Each movie's ``k`` most similar movies by the model's own ``similar_movies`` (catalogue order)."""
+    catalogue = model.catalogue
+    ids = np.zeros((len(catalogue), k), np.int64)
+    scores = np.zeros((len(catalogue), k), np.float32)
+    for start in range(0, len(catalogue) if k > 0 else 0, SIMILAR_CHUNK):
+        chunk = catalogue[start : start + SIMILAR_CHUNK]
+        ids[start : start + len(chunk)], scores[start : start + len(chunk)] = model.similar_movies(chunk, k)
+    np.savez(path, movie_ids=ids, scores=scores)
 
 
 # Categorical user features with at most this many values list them in the manifest (for checking
@@ -336,9 +320,9 @@ MAX_LISTED_VALUES = 1000
 def _feature_inputs(space, specs: dict[str, tf.TensorSpec]) -> dict[str, dict[str, Any]]:
     """What the query tower SavedModel takes, per input: dtype, rank, the value an unknown user gets,
     and (small categorical features) the known values."""
-    from tfrs_movies.features.side import _defaults
+    from tfrs_movies.features.side import unknown_defaults
 
-    defaults = _defaults(space.user_table)
+    defaults = unknown_defaults(space.user_table)
     out: dict[str, dict[str, Any]] = {}
     for name, spec in specs.items():
         entry: dict[str, Any] = {"dtype": spec.dtype.name, "rank": len(spec.shape)}

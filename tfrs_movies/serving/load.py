@@ -87,6 +87,8 @@ class Exported:
         if not self.path.is_dir():
             raise ServingError(f"export directory {self.path} does not exist")
         missing = [name for name in REQUIRED_FILES if not (self.path / name).is_file()]
+        if missing and (self.path / "export" / "manifest.json").is_file():
+            raise ServingError(f"{self.path} is a run directory; its export is {self.path / 'export'}")
         if missing:
             raise ServingError(f"export directory {self.path} is incomplete: missing {missing[0]}")
         try:
@@ -94,7 +96,8 @@ class Exported:
             self.k_max = int(self.manifest["k_max"])
             self.movies = pd.read_csv(self.path / "movies.csv")
             self.catalogue = self.movies[S.MOVIE_ID].to_numpy(np.int64)
-            self.embeddings = np.load(self.path / "movie_embeddings.npy")
+            with np.load(self.path / "similar.npz") as similar:
+                self.similar_ids, self.similar_scores = similar["movie_ids"], similar["scores"]
             self.popularity = np.load(self.path / "popularity.npy")
             with np.load(self.path / "seen.npz") as seen:
                 self.users = seen["users"]
@@ -108,8 +111,10 @@ class Exported:
             raise ServingError(
                 f"export directory {self.path} is corrupted: {type(err).__name__}: {first}"
             ) from None
-        if not (len(self.catalogue) == len(self.embeddings) == len(self.popularity)):
+        if not (len(self.catalogue) == len(self.similar_ids) == len(self.popularity)):
             raise ServingError(f"export directory {self.path} is corrupted: movie files disagree in length")
+        # The indexes this export has, best first: ScaNN only where the model's score is a dot product.
+        self.indexes = [name for name in INDEXES if (self.path / name / "saved_model.pb").is_file()]
         self._user_index = pd.Index(self.users)
         self._movie_index = pd.Index(self.catalogue)
         self._models: dict[str, Any] = {}
@@ -196,9 +201,21 @@ class Exported:
                 raise ServingError(f"cannot load {what} from {path}: {_first_line(err)}") from None
         return self._models[name]
 
-    def _signature(self, index: str, name: str = "serving_default"):
+    def _index(self, index: str | None) -> str:
+        """``index``, checked against the export's; None picks the best it has (ScaNN if any)."""
+        if index is None:
+            return self.indexes[0]
         if index not in INDEXES:
             raise ServingError(f"unknown index {index!r}; choose scann or brute_force")
+        if index not in self.indexes:
+            raise ServingError(
+                f"{self.path} has no {index} index (the {self.manifest.get('model')!r} model's score is "
+                f"not a dot product it pays to approximate); use --index {self.indexes[0]}"
+            )
+        return index
+
+    def _signature(self, index: str, name: str = "serving_default"):
+        index = self._index(index)
         signatures = self._load(index, self.path / index).signatures
         if name not in signatures:
             raise ServingError(f"the {index} index of {self.path} has no {name!r} signature; export it again")
@@ -269,7 +286,7 @@ class Exported:
         return out["score"].numpy().astype(np.float64)
 
     def recommend(
-        self, user_id: Any, k: int = 10, index: str = "scann", include_seen: bool = False,
+        self, user_id: Any, k: int = 10, index: str | None = None, include_seen: bool = False,
         candidates: int | None = None, rerank: bool | None = None, features: dict[str, Any] | None = None,
         rerank_weight: float | None = None,
     ) -> Recommendations:  # fmt: skip
@@ -282,8 +299,7 @@ class Exported:
         """
         uid = _parse_id(user_id, "user")
         k = self._check_k(k)
-        if index not in INDEXES:
-            raise ServingError(f"unknown index {index!r}; choose scann or brute_force")
+        index = self._index(index)
         rerank = self.has_ranking if rerank is None else bool(rerank)
         if rerank and not self.has_ranking:
             raise ServingError(f"{self.path} has no ranking model to re-score with")
@@ -376,7 +392,7 @@ class Exported:
             raise ServingError(f"the query tower failed: {_first_line(err)}") from None
 
     def recommend_many(
-        self, user_ids: list[Any], k: int = 10, index: str = "scann", include_seen: bool = False,
+        self, user_ids: list[Any], k: int = 10, index: str | None = None, include_seen: bool = False,
         candidates: int | None = None, rerank: bool | None = None, rerank_weight: float | None = None,
     ) -> pd.DataFrame:  # fmt: skip
         """One frame for a batch of users: user_id, rank, movie_id, title, year, score, stage[,
@@ -394,7 +410,7 @@ class Exported:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def recommend_pair(
-        self, user_a: Any, user_b: Any, k: int = 10, aggregation: str = "average", index: str = "scann",
+        self, user_a: Any, user_b: Any, k: int = 10, aggregation: str = "average", index: str | None = None,
         candidates: int | None = None, rerank: bool | None = None, rerank_weight: float | None = None,
     ) -> Recommendations:  # fmt: skip
         """Movies for two users watching together (seed 004's paired users), neither user's seen movies.
@@ -480,17 +496,15 @@ class Exported:
             raise ServingError(f"the pair SavedModel failed: {_first_line(err)}") from None
 
     def similar(self, movie_id: Any, k: int = 10) -> Recommendations:
-        """The ``k`` movies whose exported embeddings are closest in cosine, the movie itself left out."""
+        """The ``k`` movies most similar to ``movie_id`` by the model's own measure (the cosine of its
+        movie vectors, or co-occurrence in train for models without them), the movie itself left out."""
         mid = _parse_id(movie_id, "movie")
         col = self._movie_index.get_indexer([mid])[0]
         if col < 0:
             raise ServingError(f"unknown movie id {mid}")
-        k = self._check_k(k, min(self.k_max, len(self.catalogue) - 1))
-        unit = self.embeddings / (np.linalg.norm(self.embeddings, axis=1, keepdims=True) + 1e-9)
-        sims = (unit @ unit[col]).astype(np.float64)
-        sims[col] = -np.inf
-        order = np.argsort(-sims, kind="stable")[:k]
-        return Recommendations(self._frame(self.catalogue[order], sims[order], "embedding cosine"))
+        k = self._check_k(k, self.similar_ids.shape[1])
+        stage = "embedding cosine" if self.manifest.get("movie_vectors") else "co-occurrence cosine"
+        return Recommendations(self._frame(self.similar_ids[col, :k], self.similar_scores[col, :k], stage))
 
 
 def read_user_ids(path: str | Path) -> list[str]:
