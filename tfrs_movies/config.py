@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tfrs_movies.schema import DATASET_NAMES
+from tfrs_movies.data.registry import DATASET_NAMES, SPLIT_KINDS
 
 DEFAULTS: dict[str, Any] = {
     "seed": 42,
@@ -76,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
 _CHOICES: dict[str, tuple] = {
     "data.name": DATASET_NAMES,
     "data.on_bad_lines": ("error", "skip"),
-    "data.split.kind": ("files", "random", "user_holdout", "leave_last_out", "probe"),
+    "data.split.kind": SPLIT_KINDS,
     "model.similarity": ("dot", "cosine"),
     "train.optimizer": ("adagrad", "adam", "sgd"),
 }

@@ -51,18 +51,17 @@ OPTIONAL_MOVIE_COLUMNS = (TAGS, IMDB_ID, RUNTIME, IMDB_RATING, IMDB_VOTES, DIREC
 # Added by the splitters and the evaluators, never by loaders.
 PREDICTION = "prediction"
 
-DATASET_NAMES = (
-    "ml-100k",
-    "ml-1m",
-    "ml-20m",
-    "ml-25m",
-    "ml-latest",
-    "ml-latest-small",
-    "netflix",
-    "synthetic",
-)
-
 RATINGS_DTYPES = {USER_ID: np.int64, MOVIE_ID: np.int64, RATING: np.float32, TIMESTAMP: np.int64}
+
+
+def __getattr__(name: str):
+    """``DATASET_NAMES``: the names of the dataset table (:mod:`tfrs_movies.data.registry`), read lazily
+    because that package imports this module."""
+    if name == "DATASET_NAMES":
+        from tfrs_movies.data.registry import DATASET_NAMES
+
+        return DATASET_NAMES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass

@@ -14,9 +14,13 @@ import sys
 from pathlib import Path
 
 import tfrs_movies  # noqa: F401
-from tfrs_movies.schema import DATASET_NAMES
+from tfrs_movies.data.registry import DATASET_NAMES, SPLIT_KINDS
 
-SYNTH_FORMATS = ("ml-100k", "ml-1m", "ml-25m", "ml-latest-small", "netflix", "imdb")
+
+def _synth_formats() -> tuple[str, ...]:
+    from tfrs_movies.data.synth_formats import SYNTH_FORMATS
+
+    return tuple(SYNTH_FORMATS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
 
     p = sub.add_parser("synth", help="write a generated dataset in a real dataset's exact file layout")
-    p.add_argument("--format", required=True, choices=SYNTH_FORMATS)
+    p.add_argument("--format", required=True, choices=_synth_formats())
     p.add_argument("--out", required=True)
     p.add_argument("--ratings", type=int, default=100_000)
     p.add_argument("--users", type=int, help="default: ratings / 100")
@@ -44,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="write train/valid/test files in the dataset's own ratings layout")
     p.add_argument("--dataset", required=True, choices=DATASET_NAMES)
     p.add_argument("--data-dir")
-    p.add_argument("--kind", default="random", choices=("random", "user_holdout", "leave_last_out", "probe"))
+    p.add_argument("--kind", default="random", choices=[k for k in SPLIT_KINDS if k != "files"])
     p.add_argument("--out", required=True)
     p.add_argument("--config", help="a config whose data.split section to use")
     return parser
@@ -59,8 +63,10 @@ def _synth(args: argparse.Namespace) -> dict:
 
 def _split(args: argparse.Namespace) -> dict:
     from tfrs_movies.config import load_config
-    from tfrs_movies.data.movielens import ratings_layout, write_ratings_file
-    from tfrs_movies.training.experiment import build_split, resolve_dataset
+    from tfrs_movies.data import resolve_dataset
+    from tfrs_movies.data.movielens import write_ratings_file
+    from tfrs_movies.data.registry import LAYOUT_SUFFIX, dataset_spec
+    from tfrs_movies.data.splits import build_split
 
     overrides = {"data.name": args.dataset, "data.split.kind": args.kind, "data.download": False}
     if args.data_dir:
@@ -68,8 +74,8 @@ def _split(args: argparse.Namespace) -> dict:
     config = load_config(args.config, overrides)
     dataset = resolve_dataset(config, say=lambda line: print(line, file=sys.stderr))
     split = build_split(config, dataset)
-    layout = ratings_layout(dataset.name)
-    suffix = {"ml-100k": "", "ml-1m": ".dat", "csv": ".csv"}.get(layout, "")
+    layout = dataset_spec(dataset.name).ratings_layout
+    suffix = LAYOUT_SUFFIX[layout]
     out = Path(args.out)
     files = {}
     for part in ("train", "valid", "test"):

@@ -1,19 +1,25 @@
 """The splits of EVALUATION.md, as plain functions over the canonical ratings frame.
 
 Each returns a :class:`Split`. Validation (for early stopping and tuning) is always carved out of train,
-never out of test.
+never out of test. :func:`build_split` picks the one a config names (``data.split``), checking that the
+dataset supports it (its entry in :mod:`tfrs_movies.data.registry`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tfrs_movies import schema as S
+from tfrs_movies.data.registry import DATASETS, SPLIT_KINDS, unsupported_split
 
-SPLIT_KINDS = ("files", "random", "user_holdout", "leave_last_out", "probe")
+__all__ = ["SPLIT_KINDS", "Split", "build_split", "files_split", "leave_last_out_split",
+           "per_user_random_mask", "probe_split", "random_split", "user_holdout_split",
+           "with_validation"]  # fmt: skip
 
 
 @dataclass
@@ -125,3 +131,46 @@ def with_validation(split: Split, fraction: float = 0.1, seed: int = 42, min_rat
         split.test,
         split.train[mask].reset_index(drop=True),
     )
+
+
+def _resolve_file(name: str, base: str | None) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+def build_split(config: dict[str, Any], dataset: S.Dataset) -> Split:
+    """The split named by ``data.split.kind``, with validation carved from train.
+
+    A kind the dataset does not support is a one-line :class:`~tfrs_movies.config.ConfigError` naming
+    the dataset and the kinds it supports.
+    """
+    from tfrs_movies.config import ConfigError
+
+    cfg = config["data"]["split"]
+    kind = cfg["kind"]
+    if kind not in SPLIT_KINDS:  # the config validator already refused anything else
+        raise ConfigError(f"unknown data.split.kind {kind!r}; known: {', '.join(SPLIT_KINDS)}")
+    spec = DATASETS.get(dataset.name)
+    problem = unsupported_split(dataset.name, kind)
+    if problem:
+        raise ConfigError(problem)
+    on_bad_lines = config["data"]["on_bad_lines"]
+    if kind == "files":
+        if not cfg["train"] or not cfg["test"]:
+            raise ConfigError("data.split.kind 'files' needs data.split.train and data.split.test")
+        from tfrs_movies.data.movielens import read_ratings_file
+
+        base = dataset.report.get("path")
+        split = files_split(
+            read_ratings_file(_resolve_file(cfg["train"], base), spec.ratings_layout, on_bad_lines),
+            read_ratings_file(_resolve_file(cfg["test"], base), spec.ratings_layout, on_bad_lines),
+        )
+    elif kind == "random":
+        split = random_split(dataset.ratings, cfg["test_fraction"], cfg["seed"], cfg["min_ratings"])
+    elif kind == "user_holdout":
+        split = user_holdout_split(dataset.ratings, cfg["test_fraction"], cfg["seed"])
+    elif kind == "leave_last_out":
+        split = leave_last_out_split(dataset.ratings)
+    else:  # "probe": the dataset's official held-out pairs (the registry guarantees held_out is set)
+        split = probe_split(dataset.ratings, spec.held_out(Path(dataset.report["path"]), on_bad_lines))
+    return with_validation(split, cfg["validation_fraction"], cfg["seed"], cfg["min_ratings"])

@@ -1,6 +1,7 @@
 """Generated datasets written in the exact layouts of the real ones (``python -m tfrs_movies.data synth``).
 
-One :func:`~tfrs_movies.data.synthetic.generate_world` call per (size, seed), then the family's writer.
+One :func:`~tfrs_movies.data.synthetic.generate_world` call per (size, seed), then the format's writer
+(the ``synth`` field of the dataset's entry in :mod:`tfrs_movies.data.registry`).
 The same seed and sizes give the same world for every format, so ``--format ml-100k`` and
 ``--format imdb`` with one seed describe the same movies (the IMDb files then link to the MovieLens
 titles by normalised title and year, as they do for the real ML-100K).
@@ -12,6 +13,7 @@ import math
 from pathlib import Path
 
 from tfrs_movies.data.movielens import ML_CSV_GENRES
+from tfrs_movies.data.registry import DATASETS, SynthFormat
 from tfrs_movies.data.synthetic import ML_GENRES, generate_world
 
 
@@ -23,6 +25,25 @@ def default_sizes(n_ratings: int, users: int | None = None, movies: int | None =
     return n_users, n_movies
 
 
+def _imdb_format() -> SynthFormat:
+    """IMDb is not a ratings dataset (it enriches one), so it is a format here but not a table entry."""
+
+    def write(dataset, out: Path, seed: int) -> None:
+        from tfrs_movies.data.imdb import write_imdb
+
+        write_imdb(dataset, out)
+
+    return SynthFormat(write)
+
+
+# Every format ``synth`` writes: the datasets of the table that have a writer, then IMDb.
+SYNTH_FORMATS: dict[str, SynthFormat] = {
+    **{name: spec.synth for name, spec in DATASETS.items() if spec.synth is not None},
+    "imdb": _imdb_format(),
+}
+_GENRES = {"ml-100k": ML_GENRES, "ml-csv": ML_CSV_GENRES}
+
+
 def write_synthetic(
     fmt: str,
     out: str | Path,
@@ -31,33 +52,14 @@ def write_synthetic(
     users: int | None = None,
     movies: int | None = None,
 ) -> dict:
-    """Generate a world and write it in format ``fmt``; returns the counts written."""
+    """Generate a world and write it in format ``fmt`` (a key of :data:`SYNTH_FORMATS`); returns the
+    counts written."""
+    if fmt not in SYNTH_FORMATS:
+        raise ValueError(f"unknown synthetic format {fmt!r}; known: {', '.join(SYNTH_FORMATS)}")
+    form = SYNTH_FORMATS[fmt]
     n_users, n_movies = default_sizes(n_ratings, users, movies)
-    half_stars = fmt in ("ml-25m", "ml-latest-small")
-    genres = ML_CSV_GENRES if half_stars else ML_GENRES
-    world = generate_world(n_users, n_movies, n_ratings, seed, genres=genres, half_stars=half_stars, name=fmt)
-    dataset = world.dataset
-    out = Path(out)
-    if fmt == "ml-100k":
-        from tfrs_movies.data.movielens import write_ml100k
-
-        write_ml100k(dataset, out)
-    elif fmt == "ml-1m":
-        from tfrs_movies.data.movielens import write_ml1m
-
-        write_ml1m(dataset, out)
-    elif fmt in ("ml-25m", "ml-latest-small"):
-        from tfrs_movies.data.movielens import write_ml_csv
-
-        write_ml_csv(dataset, out, name=fmt)
-    elif fmt == "netflix":
-        from tfrs_movies.data.netflix import write_netflix
-
-        write_netflix(dataset, out, seed=seed)
-    elif fmt == "imdb":
-        from tfrs_movies.data.imdb import write_imdb
-
-        write_imdb(dataset, out)
-    else:
-        raise ValueError(f"unknown synthetic format {fmt!r}")
-    return {"ratings": len(dataset.ratings), "users": n_users, "movies": n_movies, "seed": seed}
+    world = generate_world(
+        n_users, n_movies, n_ratings, seed, genres=_GENRES[form.genres], half_stars=form.half_stars, name=fmt
+    )
+    form.writer(world.dataset, Path(out), seed)
+    return {"ratings": len(world.dataset.ratings), "users": n_users, "movies": n_movies, "seed": seed}
