@@ -3,10 +3,12 @@
 Early stopping watches ``train.early_stopping.metric`` on the validation ratings carved out of train
 and restores the best epoch's weights at the end. Two kinds of metric:
 
-- a full-ranking metric (``recall@20``, ``ndcg@10``, ...; higher is better), computed by the same
-  evaluator as the headline figures (seen movies removed) from the model's ``score``;
-- a rating metric (``rmse`` or ``mae``; lower is better), computed from the model's ``predict`` on the
-  validation (user, movie) pairs, predictions clipped to the rating scale as in the headline figures.
+- a full-ranking metric (``recall@20``, ``ndcg@10``, ...), computed by the same evaluator as the
+  headline figures (seen movies removed) from the model's ``score``;
+- a rating metric (``rmse`` or ``mae``), computed from the model's ``predict`` on the validation
+  (user, movie) pairs, predictions clipped to the rating scale as in the headline figures.
+
+Which way is better comes from the metric table (:mod:`tfrs_movies.evaluation.metrics_table`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_movies import schema as S
+from tfrs_movies.evaluation import metrics_table as M
 from tfrs_movies.evaluation.metrics import mae, rmse
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
 
-# Rating metrics early stopping can watch; lower is better for both.
-RATING_METRICS = ("rmse", "mae")
+# Rating metrics ``predict``-based early stopping can watch (from the metric table).
+RATING_METRICS = M.RATING_METRICS
 
 
 def is_rating_metric(metric: str) -> bool:
@@ -33,25 +36,19 @@ def is_rating_metric(metric: str) -> bool:
 
 
 def metric_k(metric: str) -> int:
-    """``"recall@20"`` -> 20."""
-    try:
-        return int(metric.split("@", 1)[1])
-    except (IndexError, ValueError) as err:
-        raise ValueError(
-            f"early-stopping metric must look like 'recall@20' or be one of {list(RATING_METRICS)}, "
-            f"got {metric!r}"
-        ) from err
+    """``"recall@20"`` -> 20 (a ValueError naming the known metrics for anything else)."""
+    return M.cutoff(metric)
 
 
 class ValidationEarlyStopping(tf.keras.callbacks.Callback):
     """After each epoch: compute the validation metrics (``_validation_metrics``), log them as
     ``val_<name>``, stop after ``patience`` epochs without improvement of ``metric`` (by more than
-    ``min_delta``, in the metric's direction), restore the best weights at the end."""
-
-    higher_is_better = True
+    ``min_delta``, in the metric's direction from the metric table), restore the best weights at the end.
+    """
 
     def __init__(self, recommender: Any, metric: str, patience: int, min_delta: float = 0.0) -> None:
         super().__init__()
+        self.higher_is_better = M.higher_is_better(metric)  # an unknown name: one line naming the known
         self.recommender = recommender
         self.metric = metric
         self.patience = patience
@@ -92,9 +89,7 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
 
 
 class FullRankingEarlyStopping(ValidationEarlyStopping):
-    """Full-ranking metrics of the validation users (every catalogue movie scored); higher is better."""
-
-    higher_is_better = True
+    """Full-ranking metrics of the validation users (every catalogue movie scored)."""
 
     def __init__(self, recommender: Any, evaluator: FullRankingEvaluator, metric: str, patience: int,
                  min_delta: float = 0.0, batch_size: int = 512) -> None:  # fmt: skip
@@ -107,9 +102,7 @@ class FullRankingEarlyStopping(ValidationEarlyStopping):
 
 
 class RatingEarlyStopping(ValidationEarlyStopping):
-    """RMSE and MAE of ``recommender.predict`` on the validation pairs (clipped); lower is better."""
-
-    higher_is_better = False
+    """RMSE and MAE of ``recommender.predict`` on the validation pairs (clipped)."""
 
     def __init__(self, recommender: Any, valid: pd.DataFrame, metric: str, patience: int,
                  min_delta: float = 0.0) -> None:  # fmt: skip
@@ -133,6 +126,12 @@ def make_early_stopping(
     config = recommender.config
     stop_cfg = config["train"]["early_stopping"]
     metric = stop_cfg["metric"]
+    kind = M.metric(metric).kind  # an unknown name: one line naming the known metrics
+    if kind != M.TOP_N and not is_rating_metric(metric):
+        raise ValueError(
+            f"train.early_stopping.metric {metric!r} is not computed by early stopping here; use a top-N "
+            f"metric (e.g. recall@20) or one of {list(RATING_METRICS)}"
+        )
     if is_rating_metric(metric):
         if not getattr(recommender, "predicts_ratings", False):
             raise ValueError(

@@ -19,6 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tfrs_movies.evaluation.metrics_table import lower_is_better  # noqa: E402
+
 
 def _save(fig, path: str | Path) -> Path:
     """Lay out, write (creating the folder) and close ``fig``; returns the path."""
@@ -28,11 +30,6 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def lower_is_better(metric: str) -> bool:
-    """RMSE, MAE and losses go down; ranking metrics, accuracy and AUC go up."""
-    return metric.split("_")[0] in {"rmse", "mae"} or "loss" in metric
 
 
 def _label(value: Any) -> str:

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from tfrs_movies import config as C
+from tfrs_movies.evaluation.metrics_table import direction, lower_is_better
 from tfrs_movies.io import atomic_write_json
 from tfrs_movies.tuning import hparams
 from tfrs_movies.tuning.grid import SearchSpace, expand_grid, overrides_for, trial_id
-from tfrs_movies.tuning.plots import lower_is_better, plot_curves, plot_heatmap
+from tfrs_movies.tuning.plots import plot_curves, plot_heatmap
 from tfrs_movies.tuning.store import FAILED, OK, TuningDir
 from tfrs_movies.tuning.trial import init_worker, parameter_count, run_trial
 
@@ -121,8 +122,8 @@ class _OptunaSource:
     def __init__(self, space: SearchSpace, finished: dict[str, dict], metric: str, budget: int, seed: int):
         from tfrs_movies.tuning.search import OptunaSearch
 
-        direction = "minimize" if lower_is_better(metric) else "maximize"
-        self.search = OptunaSearch(space, direction, seed)
+        goal = "minimize" if lower_is_better(metric) else "maximize"
+        self.search = OptunaSearch(space, goal, seed)
         self.space, self.metric, self.budget = space, metric, budget
         self.finished = {tid: r for tid, r in finished.items() if metric in r["valid"]}
         self.known = {tid for tid, r in self.finished.items()
@@ -181,6 +182,7 @@ def _trial_config(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
 
 def tune(base: dict[str, Any], space: SearchSpace, options: TuneOptions, say=print) -> TuneResult:
     """Run (or resume) the search in ``options.tune_dir``; returns what ran and, when complete, the best."""
+    lower_is_better(options.metric)  # an unknown metric stops here, listing the known ones
     store = TuningDir(Path(options.tune_dir))
     store.root.mkdir(parents=True, exist_ok=True)
     store.check_base(base)
@@ -323,7 +325,7 @@ def final_test(store: TuningDir, base: dict[str, Any], winner: dict[str, Any], m
     best = {
         "trial_id": winner["trial_id"],
         "metric": metric,
-        "direction": "lower" if lower_is_better(metric) else "higher",
+        "direction": direction(metric),
         "params": winner["params"],
         "overrides": winner["overrides"],
         "valid": winner["valid"],
