@@ -29,7 +29,7 @@ def test_run_dir_holds_config_metrics_tensorboard_and_model(run_dir):
     assert metrics["users"] == 80
     events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     assert {p.parent.name for p in events} >= {"train", "validation", "test"}
-    assert (run_dir / "model" / "model.yaml").exists()
+    assert (run_dir / "model" / "model.json").exists()
     projector = run_dir / "tensorboard" / "projector"
     assert (projector / "projector_config.pbtxt").exists()
     metadata = (projector / "metadata.tsv").read_text(encoding="utf-8").splitlines()
@@ -59,6 +59,7 @@ def test_recommendations_are_personalised(run_dir):
 
 
 def test_offline_without_ml100k_falls_back_to_a_generated_sample(monkeypatch):
+    import tfrs_movies.data as data_module
     from tfrs_movies.config import load_config
     from tfrs_movies.data import DatasetNotFoundError
     from tfrs_movies.data import download as download_module
@@ -70,7 +71,7 @@ def test_offline_without_ml100k_falls_back_to_a_generated_sample(monkeypatch):
     def offline(name, data_dir, **kwargs):
         raise download_module.DownloadError("Name or service not known")
 
-    monkeypatch.setattr(experiment, "find_data_dir", not_found)
+    monkeypatch.setattr(data_module, "find_data_dir", not_found)
     monkeypatch.setattr(download_module, "download", offline)
     said = []
     dataset = experiment.resolve_dataset(load_config(), say=said.append)

@@ -139,7 +139,7 @@ def test_winner_is_the_best_validation_trial_and_test_comes_from_its_refit(resum
     assert best["valid"]["rmse"] == pytest.approx(csv["valid_rmse"].min())
     assert 0 < best["test"]["rmse"] < 5 and best["metric"] == "rmse" and best["direction"] == "lower"
     refit = json.loads((root / "best" / "metrics.json").read_text())
-    assert "evaluated_on" not in refit and refit["rmse"] == pytest.approx(best["test"]["rmse"])
+    assert refit["evaluated_on"] == "test" and refit["rmse"] == pytest.approx(best["test"]["rmse"])
     trial = json.loads((root / "trials" / best["trial_id"] / "metrics.json").read_text())
     assert trial["evaluated_on"] == "validation" and trial["sizes"]["valid"] > 0
 
@@ -199,4 +199,4 @@ def test_trials_run_in_spawned_worker_processes(tmp_path):
     base = load_config(None, TINY)
     result = tune(base, SVD, TuneOptions(tmp_path, "rmse", workers=2, threads=1, final_test=False), QUIET)
     assert result.complete and len(result.ran) == 2 and not result.failed
-    assert all((tmp_path / "trials" / tid / "model" / "model.yaml").exists() for tid in result.ran)
+    assert all((tmp_path / "trials" / tid / "model" / "model.json").exists() for tid in result.ran)

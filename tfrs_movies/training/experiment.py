@@ -1,13 +1,20 @@
-"""One experiment end to end: resolve the data, split, fit, evaluate, write the run directory.
+"""The one experiment runner: resolve the data, split, fit, evaluate, write the run directory.
 
-The run directory holds ``config.yaml`` (the resolved config), ``metrics.json`` (the test figures of
-EVALUATION.md, plus validation and timing), ``tensorboard/`` and ``model/`` (the saved recommender).
+:func:`run` is used by ``python -m tfrs_movies.train`` (through :func:`run_experiment`, evaluated on
+test) and by every tuning trial (:func:`tfrs_movies.tuning.trial.run_trial`, evaluated on validation),
+so the rules below live here only.
+
+The run directory holds ``config.yaml`` (the resolved config), ``metrics.json`` (the figures of
+EVALUATION.md on the evaluated set, ``"evaluated_on"``, timing, sizes) and ``model/`` (the saved
+recommender); a test run adds ``tensorboard/test`` scalars, the movie projector where the model has
+movie vectors, and ``export/`` when ``export.enabled``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,21 +25,19 @@ import pandas as pd
 
 from tfrs_movies import config as C
 from tfrs_movies import schema as S
-from tfrs_movies.data import DatasetNotFoundError, find_data_dir, load_dataset
-from tfrs_movies.data.splits import (
-    Split,
-    files_split,
-    leave_last_out_split,
-    probe_split,
-    random_split,
-    user_holdout_split,
-    with_validation,
-)
+from tfrs_movies.data import resolve_dataset
+from tfrs_movies.data.splits import Split, build_split
 from tfrs_movies.evaluation.metrics import mae, rmse
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
 from tfrs_movies.io import atomic_write_json, atomic_write_text
 
+__all__ = ["EVALUATED_ON", "ExperimentResult", "build_split", "default_run_dir", "evaluate",
+           "resolve_dataset", "run", "run_experiment"]  # fmt: skip
+
 log = logging.getLogger(__name__)
+
+# ``evaluate_on`` -> the word recorded as ``metrics.json["evaluated_on"]`` (what the report compares).
+EVALUATED_ON = {"test": "test", "valid": "validation"}
 
 
 @dataclass
@@ -42,84 +47,16 @@ class ExperimentResult:
     model: Any
     dataset: S.Dataset
     split: Split
-
-
-def resolve_dataset(config: dict[str, Any], say=print) -> S.Dataset:
-    """Load ``data.name``; for the default ML-100K, download it or else fall back to a generated sample.
-
-    Says in one line which data it used.
-    """
-    data = config["data"]
-    name = data["name"]
-    if name == "synthetic":
-        dataset = load_dataset("synthetic", synthetic=data["synthetic"], imdb_dir=data["imdb_dir"])
-        seed = data["synthetic"]["seed"]
-        say(f"data: generated synthetic sample ({len(dataset.ratings):,} ratings, seed {seed})")
-        return dataset
-    try:
-        find_data_dir(name, data["dir"])
-    except DatasetNotFoundError as missing:
-        if not data["download"]:
-            raise
-        try:
-            from tfrs_movies.data.download import download
-
-            target = Path(data["dir"]) if data["dir"] else Path("data")
-            download(name, target)
-        except Exception as err:  # offline, or no official archive: fall back only for the default job
-            if name != "ml-100k":
-                raise missing from err
-            config["data"]["name"] = "synthetic"
-            dataset = load_dataset("synthetic", synthetic=data["synthetic"])
-            say(
-                f"data: MovieLens 100K not found and not downloadable ({type(err).__name__}); "
-                f"using a generated sample of {len(dataset.ratings):,} ratings instead"
-            )
-            return dataset
-    dataset = load_dataset(name, data["dir"], data["on_bad_lines"], imdb_dir=data["imdb_dir"])
-    say(f"data: {name} from {dataset.report.get('path')} ({len(dataset.ratings):,} ratings)")
-    return dataset
-
-
-def _resolve_file(name: str, base: str | None) -> Path:
-    path = Path(name)
-    return path if path.is_absolute() or base is None else Path(base) / path
-
-
-def build_split(config: dict[str, Any], dataset: S.Dataset) -> Split:
-    """The split named by ``data.split.kind``, with validation carved from train."""
-    cfg = config["data"]["split"]
-    kind = cfg["kind"]
-    if kind == "files":
-        if not cfg["train"] or not cfg["test"]:
-            raise C.ConfigError("data.split.kind 'files' needs data.split.train and data.split.test")
-        from tfrs_movies.data.movielens import ratings_layout, read_ratings_file
-
-        base = dataset.report.get("path")
-        layout = ratings_layout(dataset.name)
-        split = files_split(
-            read_ratings_file(_resolve_file(cfg["train"], base), layout, config["data"]["on_bad_lines"]),
-            read_ratings_file(_resolve_file(cfg["test"], base), layout, config["data"]["on_bad_lines"]),
-        )
-    elif kind == "random":
-        split = random_split(dataset.ratings, cfg["test_fraction"], cfg["seed"], cfg["min_ratings"])
-    elif kind == "user_holdout":
-        split = user_holdout_split(dataset.ratings, cfg["test_fraction"], cfg["seed"])
-    elif kind == "leave_last_out":
-        split = leave_last_out_split(dataset.ratings)
-    elif kind == "probe":
-        if dataset.name != "netflix":
-            raise C.ConfigError(f"data.split.kind 'probe' is for netflix, not {dataset.name}")
-        from tfrs_movies.data.netflix import load_probe
-
-        split = probe_split(dataset.ratings, load_probe(dataset.report["path"]))
-    else:  # the config validator already refused anything else
-        raise C.ConfigError(f"unknown data.split.kind {kind!r}")
-    return with_validation(split, cfg["validation_fraction"], cfg["seed"], cfg["min_ratings"])
+    evaluated_on: str = "test"  # "test" or "valid"
 
 
 def evaluate(model: Any, split: Split, config: dict[str, Any], on: str = "test") -> dict[str, float]:
-    """Full-ranking top-N metrics (seen movies removed) and, for rating models, RMSE/MAE."""
+    """Full-ranking top-N metrics (seen movies removed) and, for rating models, RMSE/MAE, plus the
+    model's :meth:`extra_metrics` (e.g. normalised-scale RMSE, a classifier's AUC).
+
+    ``on="test"``: the test ratings, train + validation counted as seen; else the validation ratings,
+    train counted as seen.
+    """
     frame = split.test if on == "test" else split.valid
     # For test, the validation ratings are part of what the user has seen (they come from train).
     seen = split.train if on != "test" or split.valid is None else pd.concat([split.train, split.valid])
@@ -132,8 +69,7 @@ def evaluate(model: Any, split: Split, config: dict[str, Any], on: str = "test")
         predicted = model.predict(frame[S.USER_ID].to_numpy(), frame[S.MOVIE_ID].to_numpy())
         metrics["rmse"] = rmse(frame[S.RATING].to_numpy(), predicted, clip=model.rating_scale)
         metrics["mae"] = mae(frame[S.RATING].to_numpy(), predicted, clip=model.rating_scale)
-    if hasattr(model, "extra_metrics"):  # e.g. normalised-scale RMSE, or classification accuracy/AUC
-        metrics.update(model.extra_metrics(frame))
+    metrics.update(model.extra_metrics(frame))
     return metrics
 
 
@@ -142,56 +78,115 @@ def default_run_dir(config: dict[str, Any]) -> Path:
     return Path("runs") / f"{config['data']['name']}-{config['model']['name']}-{stamp}"
 
 
-def run_experiment(config: dict[str, Any], say=print) -> ExperimentResult:
-    """Train, evaluate and save one model as configured; returns the run's figures and objects."""
-    import tensorflow as tf
+def fit(model: Any, split: Split, dataset: S.Dataset, evaluate_on: str, run_dir: Path) -> float:
+    """Fit ``model`` by the rules of :func:`run`; returns the seconds it took."""
+    start = time.perf_counter()
+    if model.uses_validation or split.valid is None:
+        model.fit(split.train, dataset, split.valid, run_dir=run_dir)
+        if split.valid is not None and evaluate_on == "test":
+            model.update_seen(pd.concat([split.train, split.valid]))  # served recommendations skip both
+    elif evaluate_on == "test":  # nothing to early-stop: learn from every training rating
+        model.fit(pd.concat([split.train, split.valid], ignore_index=True), dataset, None, run_dir=run_dir)
+    else:  # measured on validation: it must not have seen it
+        model.fit(split.train, dataset, None, run_dir=run_dir)
+    return time.perf_counter() - start
 
+
+def run(
+    config: dict[str, Any],
+    evaluate_on: str = "test",
+    say: Callable[[str], None] = print,
+    run_dir: str | Path | None = None,
+    *,
+    dataset: S.Dataset | None = None,
+    extra_figures: Callable[[Any, Split], dict[str, Any]] | None = None,
+) -> ExperimentResult:
+    """Train, evaluate and save one model as ``config`` says; returns the run's figures and objects.
+
+    The rules, for every caller:
+
+    - Seeds: NumPy's global seed is ``config["seed"]`` before anything is drawn (models seed their own
+      generators from the same key).
+    - Data: ``data`` is resolved by :func:`tfrs_movies.data.resolve_dataset` (download, or the generated
+      fallback for the default dataset) unless ``dataset`` (already resolved from the same config, e.g.
+      a tuning worker's cached copy) is given.
+    - Split: ``data.split`` by :func:`tfrs_movies.data.splits.build_split`; validation is always carved
+      out of train, never out of test.
+    - Fit: a model that ``uses_validation`` (early stopping) is fitted on train with the validation set;
+      when evaluating on test, its seen movies then become train + validation. A model without it is
+      refitted on train + validation when evaluating on test (nothing to early-stop, so it learns from
+      every training rating); when evaluating on ``"valid"`` it is fitted on train only, since
+      validation is what is being measured.
+    - Evaluate: :func:`evaluate` on ``evaluate_on`` (``"test"`` or ``"valid"``; the latter needs a
+      validation set).
+    - Write into ``run_dir`` (else ``config["run_dir"]``, else ``runs/<data>-<model>-<time>``):
+      ``config.yaml``, ``metrics.json`` (with ``"evaluated_on"``: ``"test"`` or ``"validation"``, and
+      ``extra_figures(model, split)`` if given), ``model/``; on test only, the ``tensorboard/test``
+      scalars and movie projector, and ``export/`` when ``export.enabled``.
+    """
+    if evaluate_on not in EVALUATED_ON:
+        raise ValueError(f"evaluate_on must be one of {sorted(EVALUATED_ON)}, got {evaluate_on!r}")
     from tfrs_movies.models.registry import build_model
 
     np.random.seed(config["seed"])
-    dataset = resolve_dataset(config, say)
-    run_dir = Path(config["run_dir"]) if config["run_dir"] else default_run_dir(config)
+    if dataset is None:
+        dataset = resolve_dataset(config, say)
+    if run_dir is None:
+        run_dir = config["run_dir"] or default_run_dir(config)
+    run_dir = Path(run_dir)
     config["run_dir"] = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", C.dump(config))
 
     split = build_split(config, dataset)
+    if evaluate_on == "valid" and (split.valid is None or not len(split.valid)):
+        raise C.ConfigError(
+            "evaluating on validation needs a validation split: set data.split.validation_fraction > 0"
+        )
     say(f"split: {split.kind} " + ", ".join(f"{k} {v:,}" for k, v in split.sizes().items()))
     model = build_model(config)
-    start = time.perf_counter()
-    if model.uses_validation or split.valid is None:
-        model.fit(split.train, dataset, split.valid, run_dir=run_dir)
-        if split.valid is not None:
-            model.update_seen(pd.concat([split.train, split.valid]))  # served recommendations skip both
-    else:  # nothing to early-stop: learn from every training rating
-        model.fit(pd.concat([split.train, split.valid], ignore_index=True), dataset, None, run_dir=run_dir)
-    train_seconds = time.perf_counter() - start
+    train_seconds = fit(model, split, dataset, evaluate_on, run_dir)
 
-    metrics: dict[str, Any] = evaluate(model, split, config, "test")
+    metrics: dict[str, Any] = evaluate(model, split, config, evaluate_on)
     metrics["train_seconds"] = round(train_seconds, 2)
     if "best_epoch" in model.history:
         metrics["best_epoch"] = int(model.history["best_epoch"][0])
     metrics.update({"dataset": dataset.name, "model": model.name, "split": split.kind})
     metrics["sizes"] = split.sizes()
+    metrics["evaluated_on"] = EVALUATED_ON[evaluate_on]
+    if extra_figures is not None:
+        metrics.update(extra_figures(model, split))
     atomic_write_json(run_dir / "metrics.json", metrics)
     model.save(run_dir / "model")
+    result = ExperimentResult(run_dir, metrics, model, dataset, split, evaluate_on)
+    if evaluate_on == "test":
+        _write_tensorboard(result)
+        if config["export"]["enabled"]:
+            from tfrs_movies.serving.export import export_run
 
+            exported = export_run(model, dataset, run_dir, k_max=config["export"]["k_max"], metrics=metrics)
+            say(f"export: {exported}")
+    return result
+
+
+def _write_tensorboard(result: ExperimentResult) -> None:
+    """The test figures as ``test/<name>`` scalars, and the movie vectors in the projector."""
+    import tensorflow as tf
+
+    run_dir, model = result.run_dir, result.model
     vectors = model.movie_embeddings()
     if vectors is not None:
         from tfrs_movies.training.projector import write_movie_projector
 
-        write_movie_projector(run_dir / "tensorboard", model.catalogue, vectors, dataset.movies)
+        write_movie_projector(run_dir / "tensorboard", model.catalogue, vectors, result.dataset.movies)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / "test"))
     with writer.as_default():
-        for name, value in metrics.items():
+        for name, value in result.metrics.items():
             if isinstance(value, float):
                 tf.summary.scalar(f"test/{name}", value, step=0)
     writer.flush()
-    result = ExperimentResult(run_dir, metrics, model, dataset, split)
-    if config["export"]["enabled"]:
-        from tfrs_movies.serving.export import export_run
 
-        exported = export_run(result, k_max=config["export"]["k_max"])
-        if exported is not None:
-            say(f"export: {exported}")
-    return result
+
+def run_experiment(config: dict[str, Any], say: Callable[[str], None] = print) -> ExperimentResult:
+    """:func:`run` evaluated on test: what ``python -m tfrs_movies.train`` does."""
+    return run(config, "test", say)

@@ -1,11 +1,11 @@
-"""One trial: fit on train, measure on validation only, save the model into the trial's folder.
+"""One trial: the experiment runner evaluated on validation, plus the tuner's extra figures.
 
-This is :func:`tfrs_movies.training.experiment.run_experiment` without the test set: a model with early
-stopping sees the validation ratings for that (as in a normal run), a model without it is fitted on
-train alone (a normal run would refit it on train + validation, which would leave nothing to select
-on). The trial folder reads like a run directory (``config.yaml``, ``metrics.json`` with
-``"evaluated_on": "validation"``, ``model/``, ``tensorboard/``), so ``python -m tfrs_movies.report``
-can compare trials.
+:func:`run_trial` is :func:`tfrs_movies.training.experiment.run` with ``evaluate_on="valid"`` (its rules:
+a model with early stopping sees the validation ratings for that, as in a normal run; a model without
+it is fitted on train alone, since validation is what is being measured). It adds the train-set
+RMSE/MAE (seed 000's train curves) and the parameter count. The trial folder reads like a run directory
+(``config.yaml``, ``metrics.json`` with ``"evaluated_on": "validation"``, ``model/``, ``tensorboard/``),
+so ``python -m tfrs_movies.report`` can compare trials.
 
 Runs in a worker process (:func:`init_worker` limits its threads) or, with one worker, in-process.
 """
@@ -15,15 +15,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tfrs_movies import config as C
 from tfrs_movies import schema as S
-from tfrs_movies.io import atomic_write_json, atomic_write_text
 
 _DATASETS: dict[str, Any] = {}  # one loaded dataset per data config, per process
 
@@ -39,7 +36,7 @@ def init_worker(threads: int) -> None:
 
 
 def _dataset(config: dict[str, Any]) -> S.Dataset:
-    from tfrs_movies.training.experiment import resolve_dataset
+    from tfrs_movies.data import resolve_dataset
 
     key = json.dumps(config["data"], sort_keys=True, default=str)
     if key not in _DATASETS:
@@ -76,6 +73,22 @@ def parameter_count(model: Any) -> int | None:
     return total or None
 
 
+def train_figures(model: Any, split: Any) -> dict[str, float]:
+    """RMSE/MAE on the training ratings for rating models (and the model's normalised-scale ones), else
+    nothing: seed 000's train curves."""
+    from tfrs_movies.evaluation.metrics import mae, rmse
+
+    if not model.predicts_ratings:
+        return {}
+    predicted = model.predict(split.train[S.USER_ID].to_numpy(), split.train[S.MOVIE_ID].to_numpy())
+    truth = split.train[S.RATING].to_numpy()
+    scale = model.rating_scale
+    train = {"rmse": rmse(truth, predicted, scale), "mae": mae(truth, predicted, scale)}
+    extra = model.extra_metrics(split.train)
+    train.update({k: v for k, v in extra.items() if k.endswith("_normalized") and _number(v)})
+    return train
+
+
 def run_trial(config: dict[str, Any], trial_dir: str | Path) -> dict[str, Any]:
     """Fit ``config`` (the whole resolved config) and measure it on the validation split.
 
@@ -83,52 +96,36 @@ def run_trial(config: dict[str, Any], trial_dir: str | Path) -> dict[str, Any]:
     {...}, "train_seconds", "parameters", "best_epoch"}``; ``train`` holds RMSE/MAE on the training
     ratings for rating models (seed 000's train curves), else nothing.
     """
-    from tfrs_movies.evaluation.metrics import mae, rmse
-    from tfrs_movies.models.registry import build_model
-    from tfrs_movies.training.experiment import build_split, evaluate
+    from tfrs_movies.training.experiment import run
 
-    trial_dir = Path(trial_dir)
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    config = dict(config, run_dir=str(trial_dir))
-    np.random.seed(config["seed"])
+    config = dict(config)
     dataset = _dataset(config)
-    atomic_write_text(trial_dir / "config.yaml", C.dump(config))
-    split = build_split(config, dataset)
-    if split.valid is None or not len(split.valid):
-        raise C.ConfigError("tuning needs a validation split: set data.split.validation_fraction > 0")
-    model = build_model(config)
-    start = time.perf_counter()
-    model.fit(split.train, dataset, split.valid if model.uses_validation else None, run_dir=trial_dir)
-    seconds = time.perf_counter() - start
+    extra: dict[str, Any] = {}
 
-    valid = {k: v for k, v in evaluate(model, split, config, on="valid").items() if _number(v)}
-    train: dict[str, float] = {}
-    if model.predicts_ratings:
-        predicted = model.predict(split.train[S.USER_ID].to_numpy(), split.train[S.MOVIE_ID].to_numpy())
-        truth = split.train[S.RATING].to_numpy()
-        train = {
-            "rmse": rmse(truth, predicted, model.rating_scale),
-            "mae": mae(truth, predicted, model.rating_scale),
-        }
-        if hasattr(model, "extra_metrics"):
-            extra = model.extra_metrics(split.train)
-            train.update({k: v for k, v in extra.items() if k.endswith("_normalized") and _number(v)})
+    def figures(model: Any, split: Any) -> dict[str, Any]:
+        extra["train"] = train_figures(model, split)
+        extra["parameters"] = parameter_count(model)
+        return {"parameters": extra["parameters"], **{f"train_{k}": v for k, v in extra["train"].items()}}
+
+    outcome = run(config, "valid", say=lambda _: None, run_dir=trial_dir, dataset=dataset,
+                  extra_figures=figures)  # fmt: skip
+    metrics = outcome.metrics
+    valid = {k: v for k, v in metrics.items() if _number(v) and k not in _NOT_FIGURES}
     result: dict[str, Any] = {
         "valid": valid,
-        "train": train,
-        "train_seconds": round(seconds, 2),
-        "parameters": parameter_count(model),
+        "train": extra["train"],
+        "train_seconds": metrics["train_seconds"],
+        "parameters": extra["parameters"],
     }
-    if "best_epoch" in model.history:
-        result["best_epoch"] = int(model.history["best_epoch"][0])
-    figures = {**valid, "train_seconds": result["train_seconds"], "parameters": result["parameters"],
-               "dataset": dataset.name, "model": model.name, "split": split.kind, "sizes": split.sizes(),
-               "evaluated_on": "validation", **{f"train_{k}": v for k, v in train.items()}}  # fmt: skip
-    atomic_write_json(trial_dir / "metrics.json", figures)
-    model.save(trial_dir / "model")
+    if "best_epoch" in metrics:
+        result["best_epoch"] = metrics["best_epoch"]
     if "tensorflow" in sys.modules:  # a worker runs many trials: drop this one's Keras graph state
         sys.modules["tensorflow"].keras.backend.clear_session()
     return result
+
+
+# What metrics.json holds beside the validation figures.
+_NOT_FIGURES = {"train_seconds", "best_epoch", "parameters"}
 
 
 def _number(value: Any) -> bool:
