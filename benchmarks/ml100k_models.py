@@ -27,8 +27,8 @@ from docs_section import replace_section  # noqa: E402
 
 import tfrs_movies  # noqa: E402,F401
 from tfrs_movies.config import load_config  # noqa: E402
+from tfrs_movies.evaluation.report import load_run, markdown_table, split_problems  # noqa: E402
 from tfrs_movies.io import atomic_write_json  # noqa: E402
-from tfrs_movies.report import load_run, markdown_table, split_problems  # noqa: E402
 from tfrs_movies.training.experiment import run_experiment  # noqa: E402
 from tfrs_movies.tuning.trial import parameter_count  # noqa: E402
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 import tfrs_movies.data
-from tfrs_movies import eda
 from tfrs_movies import schema as S
+from tfrs_movies.data import eda
+from tfrs_movies.eda import main as eda_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ALL = [eda.GENRES_PNG, eda.USER_GENRES_PNG, eda.OCCUPATION_GENRE_PNG, eda.RATINGS_PNG]
@@ -33,7 +34,7 @@ def test_writes_the_four_plots(tiny_world, tmp_path):
 
 def test_without_users_the_occupation_plot_is_skipped(tiny_world, tmp_path, caplog):
     dataset = dataclasses.replace(tiny_world.dataset, users=S.empty_users())
-    with caplog.at_level(logging.INFO, logger="tfrs_movies.eda"):
+    with caplog.at_level(logging.INFO, logger="tfrs_movies.data.eda"):
         written = eda.write_eda_plots(dataset, tmp_path)
     assert [p.name for p in written] == [eda.GENRES_PNG, eda.USER_GENRES_PNG, eda.RATINGS_PNG]
     assert any(
@@ -89,7 +90,7 @@ def test_main_loads_the_named_dataset_and_writes(tiny_world, tmp_path, monkeypat
         return tiny_world.dataset
 
     monkeypatch.setattr(tfrs_movies.data, "load_dataset", fake_load, raising=False)
-    written = eda.main(
+    written = eda_main(
         ["--dataset", "ml-100k", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")]
     )
     assert calls == [("ml-100k", str(tmp_path / "d"))]

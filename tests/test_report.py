@@ -7,7 +7,8 @@ import json
 import pytest
 
 from tfrs_movies.config import load_config
-from tfrs_movies.report import collect_runs, human_bytes, load_run, main, markdown_table, split_problems
+from tfrs_movies.evaluation.report import collect_runs, human_bytes, load_run, markdown_table, split_problems
+from tfrs_movies.report import main
 from tfrs_movies.training.experiment import run_experiment
 
 TINY = ["data.name=synthetic", "data.synthetic.users=80", "data.synthetic.movies=60",

@@ -13,18 +13,7 @@ import sys
 
 import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfrs_movies.config import ConfigError, load_config
-
-HEADLINE = (
-    "rmse",
-    "mae",
-    "recall@10",
-    "recall@20",
-    "precision@10",
-    "ndcg@10",
-    "map@10",
-    "hr@10",
-    "coverage@10",
-)
+from tfrs_movies.evaluation import metrics_table as M
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,15 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     from tfrs_movies.training.experiment import run_experiment
 
     result = run_experiment(config)
-    ks = {f"@{k}" for k in config["eval"]["ks"]}
-    shown = {
-        k: round(v, 4)
-        for k, v in result.metrics.items()
-        if k in HEADLINE or (isinstance(v, float) and any(k.endswith(s) for s in ks) and "coverage" not in k)
-    }
+    shown = {k: round(v, 4) for k, v in result.metrics.items() if _shown(k, v, config["eval"]["ks"])}
     print(f"test ({result.metrics['users']} users, seen movies removed): {json.dumps(shown)}")
     print(f"run: {result.run_dir}  (tensorboard --logdir {result.run_dir / 'tensorboard'})")
     return 0
+
+
+def _shown(name: str, value: object, ks: list[int]) -> bool:
+    """The headline figures, plus every top-N figure but coverage at the configured cut-offs."""
+    if name in M.HEADLINE:
+        return True
+    if not isinstance(value, float) or not M.is_metric(name) or not M.is_top_n(name):
+        return False
+    return M.cutoff(name) in ks and M.metric(name).family != "coverage"
 
 
 if __name__ == "__main__":
