@@ -21,6 +21,7 @@ positive, ``max(0, cos - margin)`` for a negative), so the joint embeddings supp
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,13 +36,50 @@ from tfrs_movies.models.ranking import (
     Codes,
     ConcatHead,
     TowerModel,
+    TowerParams,
     TowerRecommender,
     check_same_width,
 )
 from tfrs_movies.models.registry import register
 from tfrs_movies.models.retrieval import SAMPLING_PROBABILITY
+from tfrs_movies.models.serving_parts import FeatureQuery, ServingParts, TowerQuery
 
 SCORES = ("retrieval", "rating")
+
+
+@dataclass(frozen=True)
+class MultitaskParams(TowerParams):
+    retrieval_weight: float = 1.0
+    rating_weight: float = 1.0
+    head_layers: list[int] = field(default_factory=lambda: [64, 32])
+    biases: bool = True
+    score: str = "retrieval"  # top-N: retrieval (u . v) or rating (the predicted rating)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.score not in SCORES:
+            raise ValueError(
+                f"config key 'model.params.score' must be one of {list(SCORES)}, got {self.score!r}"
+            )
+        for key in ("retrieval_weight", "rating_weight"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"config key 'model.params.{key}' must be >= 0, got {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True)
+class DNNMultiEmbeddingParams(TowerParams):
+    joint_dim: int = 64
+    head_layers: list[int] = field(default_factory=lambda: [64])
+    gamma: float = 1.0  # weight of the cosine-embedding loss
+    margin: float = 0.0
+    threshold: float = 4.0  # label: rating >= threshold
+
+    def validate(self) -> None:
+        super().validate()
+        if self.joint_dim < 1:
+            raise ValueError(f"config key 'model.params.joint_dim' must be >= 1, got {self.joint_dim!r}")
+        if self.gamma < 0:
+            raise ValueError(f"config key 'model.params.gamma' must be >= 0, got {self.gamma!r}")
 
 
 class MultitaskModel(TowerModel):
@@ -114,21 +152,14 @@ class MultitaskRecommender(TowerRecommender):
 
     name = "multitask"
     predicts_ratings: ClassVar[bool] = True
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "retrieval_weight": 1.0, "rating_weight": 1.0, "head_layers": [64, 32], "biases": True,
-        "score": "retrieval", "id_dropout": 0.0,
-    }  # fmt: skip
+    Params = MultitaskParams
+    # Settings that keep the contract tests fast on tiny data (tests/models/test_contract.py).
     contract_params: ClassVar[dict[str, Any]] = {"head_layers": [16]}
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
-        from tfrs_movies.config import ConfigError
-
-        if self.params["score"] not in SCORES:
-            raise ConfigError(f"config key 'model.params.score' must be one of {list(SCORES)}, "
-                              f"got {self.params['score']!r}")  # fmt: skip
         check_same_width(config, "multitask's retrieval task")
-        self.score_is_prediction = self.params["score"] == "rating"
+        self.score_is_prediction = self.params.score == "rating"
 
     def _targets(self, train: pd.DataFrame) -> dict[str, np.ndarray]:
         probability = pd.Series(self.popularity, index=self.catalogue).reindex(train[S.MOVIE_ID].to_numpy())
@@ -141,11 +172,24 @@ class MultitaskRecommender(TowerRecommender):
         user_tower, movie_tower = self._towers()
         m, p = self.config["model"], self.params
         model = MultitaskModel(
-            user_tower, movie_tower, self.space, list(p["head_layers"]), m["dropout"], p["biases"], self.mu,
-            p["retrieval_weight"], p["rating_weight"], m["temperature"], m["remove_accidental_hits"],
-            m["sampling_correction"], p["score"],
+            user_tower, movie_tower, self.space, list(p.head_layers), m["dropout"], p.biases, self.mu,
+            p.retrieval_weight, p.rating_weight, m["temperature"], m["remove_accidental_hits"],
+            m["sampling_correction"], p.score,
         )  # fmt: skip
         return self._compile_and_build(model)
+
+    def serving_parts(self) -> ServingParts:
+        """Ranking by retrieval: dot form (the user tower over in-graph features, the movie tower's
+        vectors; request features too when the user tower reads a cold-start feature). Ranking by
+        rating: the scorer form of every tower model. Either way the rating head is the ranking module."""
+        if self.score_is_prediction:
+            return super().serving_parts()
+        tower = self.model.user_tower
+        cold = FeatureQuery(tower, self.space) if self.space.has_cold_start_user_features else None
+        return ServingParts(
+            query=TowerQuery(self.space, tower), candidates=self.movie_embeddings(), feature_query=cold,
+            ranking=self.write_ranking,
+        )  # fmt: skip
 
 
 class DNNMultiEmbeddingModel(TowerModel):
@@ -210,21 +254,22 @@ class DNNMultiEmbeddingRecommender(TowerRecommender):
     predicts_ratings: ClassVar[bool] = False
     output: ClassVar[str] = "probability"
     score_is_prediction: ClassVar[bool] = False
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "joint_dim": 64, "head_layers": [64], "gamma": 1.0, "margin": 0.0, "threshold": 4.0,
-        "id_dropout": 0.0,
-    }  # fmt: skip
+    Params = DNNMultiEmbeddingParams
     contract_params: ClassVar[dict[str, Any]] = {"joint_dim": 16, "head_layers": [16]}
 
     def _targets(self, train: pd.DataFrame) -> dict[str, np.ndarray]:
-        return {TARGET: (train[S.RATING].to_numpy() >= self.params["threshold"]).astype(np.float32)}
+        return {TARGET: (train[S.RATING].to_numpy() >= self.threshold).astype(np.float32)}
+
+    @property
+    def threshold(self) -> float:
+        return float(self.params.threshold)
 
     def _build_model(self) -> DNNMultiEmbeddingModel:
         user_tower, movie_tower = self._towers()
         m, p = self.config["model"], self.params
         model = DNNMultiEmbeddingModel(
-            user_tower, movie_tower, self.space, p["joint_dim"], list(p["head_layers"]), m["dropout"],
-            self.positive_rate, p["gamma"], p["margin"],
+            user_tower, movie_tower, self.space, p.joint_dim, list(p.head_layers), m["dropout"],
+            self.positive_rate, p.gamma, p.margin,
         )  # fmt: skip
         return self._compile_and_build(model)
 

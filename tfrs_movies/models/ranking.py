@@ -32,8 +32,7 @@ Shared by every tower model here and in :mod:`tfrs_movies.models.multitask` (:cl
 from __future__ import annotations
 
 import math
-import pickle
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,11 +45,14 @@ from tfrs_movies.evaluation.metrics import binary_classification, mae, rmse
 from tfrs_movies.features.normalization import UserRatingNormalizer
 from tfrs_movies.features.pipeline import make_dataset, ratings_features
 from tfrs_movies.features.preprocessing import id_lookup
-from tfrs_movies.features.side import FeatureSpace
-from tfrs_movies.models.base import Recommender
+from tfrs_movies.features.side import FeatureSpace, lookup_tables
+from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.mf import MeanLossModel, fit_baseline
 from tfrs_movies.models.registry import register
 from tfrs_movies.models.retrieval import build_towers, make_optimizer
+from tfrs_movies.models.serving_parts import ServingParts
+from tfrs_movies.models.serving_parts import id_lookup as user_slots
+from tfrs_movies.models.state import State, keras_weights, set_keras_weights
 from tfrs_movies.training.fit import ValidationEarlyStopping, fit_keras
 
 TARGET = "target"  # the training label of a batch: rating, normalised rating or 0/1, (B,) float32
@@ -58,9 +60,8 @@ OOV = ""  # an id no lookup knows: it lands in the out-of-vocabulary slot (index
 HEADS = ("cosine", "dot_sigmoid", "concat", "classification")
 LOSSES = ("mse", "mae")
 CLASSIFICATION_METRICS = ("auc", "accuracy", "log_loss")  # early-stopping metrics of classifiers
-# Side features that say something about a user or movie absent from train (history is empty then).
-_COLD_USER_FEATURES = {"gender", "occupation", "age", "zip"}
-_COLD_MOVIE_FEATURES = {"genres", "year", "title", "tags", "imdb"}
+# How a head's raw output becomes ``predict``'s value (see TowerRecommender.output_transform).
+IDENTITY, USER_NORMALIZER, SIGMOID = "identity", "user_normalizer", "sigmoid"
 Codes = dict[str, tf.Tensor]  # what a tower side hands the head: "vec" (n, d), "bias" (n,)
 
 
@@ -81,6 +82,76 @@ def check_same_width(config: dict[str, Any], why: str) -> None:
             f"{why} needs towers of the same width: model.user_layers ends in {user}, "
             f"model.movie_layers in {movie} (or set both from model.embedding_dim)"
         )
+
+
+@dataclass(frozen=True)
+class TowerParams(ModelParams):
+    """Settings every feature-tower model shares."""
+
+    # Share of training ids replaced by the OOV id, so the OOV slot learns a cold-start representation.
+    id_dropout: float = 0.0
+
+    def validate(self) -> None:
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(
+                f"config key 'model.params.id_dropout' must be in [0, 1), got {self.id_dropout!r}"
+            )
+
+
+@dataclass(frozen=True)
+class HeadParams(TowerParams):
+    """The ranking heads' shared settings."""
+
+    biases: bool = True
+    head_layers: list[int] = field(default_factory=lambda: [64, 32])  # dense head (concat, classification)
+    output_l2: float = 0.0  # per-example L2 on tower outputs and biases
+
+    def validate(self) -> None:
+        super().validate()
+        if self.output_l2 < 0:
+            raise ValueError(f"config key 'model.params.output_l2' must be >= 0, got {self.output_l2!r}")
+        if any(width < 1 for width in self.head_layers):
+            raise ValueError(
+                f"config key 'model.params.head_layers' must hold positive widths, got {self.head_layers!r}"
+            )
+
+
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"config key 'model.params.loss' must be one of {list(LOSSES)}, got {loss!r}")
+
+
+@dataclass(frozen=True)
+class RankingParams(HeadParams):
+    head: str = "concat"  # cosine | dot_sigmoid | concat
+    loss: str = "mse"  # mse | mae
+
+    def validate(self) -> None:
+        super().validate()
+        if self.head == "classification":
+            raise ValueError(
+                "config key 'model.params.head': 'classification' predicts a probability, not a rating: "
+                "use model.name: rating_classifier"
+            )
+        if self.head not in HEADS[:3]:
+            raise ValueError(
+                f"config key 'model.params.head' must be one of {list(HEADS[:3])}, got {self.head!r}"
+            )
+        _check_loss(self.loss)
+
+
+@dataclass(frozen=True)
+class ClassifierParams(HeadParams):
+    threshold: float = 4.0  # label: rating >= threshold
+
+
+@dataclass(frozen=True)
+class TagRankingParams(HeadParams):
+    loss: str = "mse"
+
+    def validate(self) -> None:
+        super().validate()
+        _check_loss(self.loss)
 
 
 def _logit(p: float) -> float:
@@ -117,14 +188,20 @@ class ConcatHead(tf.keras.layers.Layer):
         b = tf.matmul(v, first.kernel[du:]) + first.bias  # (n_m, h)
         if not self.hidden:
             return a + tf.transpose(b)
-        n_m, rows = tf.shape(v)[0], []
-        for start in range(0, int(u.shape[0]), chunk):
-            x = first.activation(a[start : start + chunk, None, :] + b[None, :, :])
+        n_m = tf.shape(v)[0]
+
+        def block(part: tf.Tensor) -> tf.Tensor:  # (n, h) users' first-layer halves -> (n, n_m)
+            x = first.activation(part[:, None, :] + b[None, :, :])
             n = tf.shape(x)[0]
             x = tf.reshape(x, (-1, x.shape[-1]))
             for layer in self.hidden[1:]:
                 x = layer(x)
-            rows.append(tf.reshape(self.out(x), (n, n_m)))
+            return tf.reshape(self.out(x), (n, n_m))
+
+        if u.shape[0] is None:  # traced with an unknown batch (a SavedModel): one user at a time
+            return tf.map_fn(lambda row: block(row[None, :])[0], a,
+                             fn_output_signature=tf.TensorSpec([None], a.dtype))  # fmt: skip
+        rows = [block(a[start : start + chunk]) for start in range(0, int(u.shape[0]), chunk)]
         return tf.concat(rows, 0) if rows else tf.zeros((0, n_m))
 
 
@@ -281,6 +358,7 @@ class TowerRecommender(Recommender):
     ``predict`` output) and ``_fallback`` (the answer for pairs the towers cannot represent).
     """
 
+    Params = TowerParams
     # What predict returns: "rating" (clipped to the scale) or "probability".
     output: ClassVar[str] = "rating"
     # Whether score (top-N) is predict over the catalogue (else e.g. a retrieval dot product / cosine).
@@ -303,10 +381,10 @@ class TowerRecommender(Recommender):
 
     def _cold_users(self) -> bool:
         """Whether the user tower sees anything but the id (so a new user still has a representation)."""
-        return bool(_COLD_USER_FEATURES & set(self.space.user_features))
+        return self.space.has_cold_start_user_features
 
     def _cold_movies(self) -> bool:
-        return bool(_COLD_MOVIE_FEATURES & set(self.space.movie_features))
+        return self.space.has_cold_start_movie_features
 
     def _user_rows(self, user_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Raw user features; ids of users without train ratings go to the OOV slot."""
@@ -333,7 +411,7 @@ class TowerRecommender(Recommender):
         # The damped baseline answers whatever the towers cannot represent (see the module docstring).
         self.mu, self.b_user, self.b_movie = fit_baseline(u, i, ratings, len(self.users), len(self.catalogue))
         self.trained_movies = np.bincount(i, minlength=len(self.catalogue)) > 0
-        self.positive_rate = float(np.mean(ratings >= self.params.get("threshold", 4.0)))
+        self.positive_rate = float(np.mean(ratings >= self.threshold))
         # Every user of the dataset is in the feature space, so a user absent from train (user_holdout)
         # still brings its demographics; its id is masked to OOV (see _user_rows).
         known_users = dataset.users[S.USER_ID].to_numpy() if len(dataset.users) else np.empty(0, np.int64)
@@ -348,7 +426,7 @@ class TowerRecommender(Recommender):
             features, cfg["batch_size"], shuffle=True, seed=self.config["seed"],
             shuffle_buffer=cfg["shuffle_buffer"],
         ).map(self.space.join, num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
-        rate = float(self.params.get("id_dropout", 0.0))
+        rate = float(self.params.id_dropout)
         if rate > 0:
             data = data.map(lambda batch: _drop_ids(batch, rate), num_parallel_calls=tf.data.AUTOTUNE)
         self.history = self._fit_keras(data, train, valid, **kwargs)
@@ -507,23 +585,132 @@ class TowerRecommender(Recommender):
     def classification_metrics(self, frame: pd.DataFrame) -> dict[str, float]:
         """Accuracy / AUC / log-loss of :meth:`predict` (a probability) against ``rating >= threshold``."""
         probability = self.predict(frame[S.USER_ID].to_numpy(), frame[S.MOVIE_ID].to_numpy())
-        labels = frame[S.RATING].to_numpy() >= self.params.get("threshold", 4.0)
+        labels = frame[S.RATING].to_numpy() >= self.threshold
         return binary_classification(labels, probability)
 
-    def _save_state(self, path: Path) -> None:
-        state = {k: getattr(self, k) for k in ("space", "normalizer", "mu", "positive_rate", "b_user",
-                                                "b_movie", "trained_movies")}  # fmt: skip
-        with open(path / "state.pkl", "wb") as handle:
-            pickle.dump(state, handle)
-        np.savez(path / "weights.npz", *self.model.get_weights())
+    def _state(self) -> State:
+        state = State.of({
+            "mu": float(self.mu), "positive_rate": float(self.positive_rate),
+            "b_user": np.asarray(self.b_user, np.float64), "b_movie": np.asarray(self.b_movie, np.float64),
+            "trained_movies": np.asarray(self.trained_movies, bool),
+            "has_normalizer": self.normalizer is not None, **keras_weights(self.model),
+        })  # fmt: skip
+        if self.normalizer is not None:
+            norm = self.normalizer
+            state.nest("normalizer", State.of({
+                "users": norm.means.index.to_numpy(np.int64), "means": norm.means.to_numpy(np.float64),
+                "scales": norm.scales.reindex(norm.means.index).to_numpy(np.float64),
+                "global_mean": float(norm.global_mean), "global_scale": float(norm.global_scale),
+            }))  # fmt: skip
+        return state.nest("space", State.of(self.space.state()))
 
-    def _load_state(self, path: Path) -> None:
-        with open(path / "state.pkl", "rb") as handle:
-            self.__dict__.update(pickle.load(handle))
+    def _restore(self, state: State) -> None:
+        self.space = FeatureSpace.from_state(state.child("space").flat())
+        self.mu, self.positive_rate = float(state["mu"]), float(state["positive_rate"])
+        self.b_user, self.b_movie = state["b_user"], state["b_movie"]
+        self.trained_movies = state["trained_movies"].astype(bool)
+        self.normalizer = None
+        if state["has_normalizer"]:
+            saved = state.child("normalizer")
+            users = pd.Index(saved["users"], name=S.USER_ID)
+            self.normalizer = UserRatingNormalizer()
+            self.normalizer.means = pd.Series(saved["means"], index=users, name=S.RATING)
+            self.normalizer.scales = pd.Series(saved["scales"], index=users, name=S.RATING)
+            self.normalizer.global_mean = float(saved["global_mean"])
+            self.normalizer.global_scale = float(saved["global_scale"])
         self.model = self._build_model()
-        with np.load(path / "weights.npz") as saved:
-            self.model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+        set_keras_weights(self.model, state)
         self.on_weights_changed()
+
+    # ----- serving ---------------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        """The ``rating >= threshold`` label of classifiers (and of the positive rate)."""
+        return 4.0
+
+    def output_transform(self) -> str:
+        """How the head's raw output becomes :meth:`predict`'s value: IDENTITY, USER_NORMALIZER (the
+        cosine head) or SIGMOID (probability outputs)."""
+        return SIGMOID if self.output == "probability" else IDENTITY
+
+    def write_ranking(self, out_dir) -> dict[str, Any]:
+        """The ranking SavedModel (two-stage serving's second stage) into ``out_dir``; its manifest entry."""
+        from tfrs_movies.serving.ranking_export import write_ranking
+
+        return write_ranking(self, out_dir)
+
+    def serving_parts(self) -> ServingParts:
+        """Scorer form: the towers and the head over every (user, catalogue movie) pair in-graph, as
+        :meth:`score`; the ranking SavedModel as the second stage."""
+        return ServingParts(scorer=TowerScorer(self), ranking=self.write_ranking)
+
+
+class TowerScorer(tf.Module):
+    """``user_id (B,) -> (B, N)``: :meth:`TowerRecommender.score` in TensorFlow, for known users.
+
+    The user's side features are looked up in-graph (ids without train ratings go to the OOV slot), the
+    catalogue's movie codes are stored, the head scores every pair, the output transform applies (the
+    per-user normaliser's inverse for the cosine head, a sigmoid for probabilities) and movies the towers
+    cannot represent get the model's fallback, as in :meth:`TowerRecommender._score_rows`."""
+
+    def __init__(self, model: TowerRecommender) -> None:
+        super().__init__()
+        space = model.space
+        self.keras = model.model
+        lookup, tensors = lookup_tables(space.users, space.user_table)
+        self.feature_lookup = lookup
+        self.user_tables = {name: tf.Variable(value, trainable=False) for name, value in tensors.items()}
+        self.slot = user_slots(model.users)  # 0: not a train user; else 1 + its row in model.users
+        codes = model._movie_codes()
+        self.movie_vec = tf.Variable(codes["vec"].astype(np.float32), trainable=False)
+        self.movie_bias = tf.Variable(codes["bias"].astype(np.float32), trainable=False)
+        self.prediction = bool(model.score_is_prediction)
+        self.transform = model.output_transform() if self.prediction else IDENTITY
+        if self.transform == USER_NORMALIZER:
+            norm = model.normalizer
+            users = pd.Index(model.users)
+            means = norm.means.reindex(users).fillna(norm.global_mean).to_numpy(np.float64)
+            scales = norm.scales.reindex(users).fillna(norm.global_scale).to_numpy(np.float64)
+            self.user_mean = tf.Variable(np.append(norm.global_mean, means).astype(np.float32),
+                                         trainable=False)  # fmt: skip
+            self.user_scale = tf.Variable(np.append(norm.global_scale, scales).astype(np.float32),
+                                          trainable=False)  # fmt: skip
+        _, movie_ok = model._representable(model.users[:1], np.arange(len(model.catalogue)))
+        self.movie_ok = tf.constant(np.asarray(movie_ok, bool))
+        self.all_ok = bool(np.all(movie_ok))
+        # The fallback of an unrepresentable movie (never trained, so no movie bias): the positive rate,
+        # or the global mean plus the user's bias.
+        self.probability = model.output == "probability"
+        self.positive_rate = float(model.positive_rate)
+        self.fallback = tf.Variable(
+            np.append(model.mu, model.mu + np.asarray(model.b_user, np.float64)).astype(np.float32),
+            trainable=False,
+        )
+
+    def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
+        rows = self.feature_lookup(user_id)
+        features = {name: tf.gather(table, rows) for name, table in self.user_tables.items()}
+        slot = self.slot(user_id)
+        features[S.USER_ID] = tf.where(slot > 0, user_id, OOV)
+        users = self.keras.encode_users(features)
+        out = tf.cast(self.keras.score_matrix(users, {"vec": self.movie_vec, "bias": self.movie_bias}),
+                      tf.float32)  # fmt: skip
+        if self.transform == USER_NORMALIZER:
+            out = out * tf.gather(self.user_scale, slot)[:, None] + tf.gather(self.user_mean, slot)[:, None]
+        elif self.transform == SIGMOID:
+            out = tf.sigmoid(out)
+        if self.all_ok:
+            return out
+        if self.prediction:
+            fallback = (
+                tf.fill(tf.shape(out), self.positive_rate)
+                if self.probability
+                else tf.broadcast_to(tf.gather(self.fallback, slot)[:, None], tf.shape(out))
+            )
+        else:  # tied with the user's worst representable movie
+            worst = tf.reduce_min(tf.where(self.movie_ok[None, :], out, np.inf), axis=1, keepdims=True)
+            fallback = tf.broadcast_to(worst, tf.shape(out))
+        return tf.where(self.movie_ok[None, :], out, fallback)
 
 
 def _drop_ids(batch: dict[str, tf.Tensor], rate: float) -> dict[str, tf.Tensor]:
@@ -547,33 +734,22 @@ class RankingRecommender(TowerRecommender):
 
     name = "ranking"
     predicts_ratings: ClassVar[bool] = True
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "head": "concat", "loss": "mse", "biases": True, "head_layers": [64, 32], "output_l2": 0.0,
-        "id_dropout": 0.0,
-    }  # fmt: skip
+    Params = RankingParams
+    # Settings that keep the contract tests fast on tiny data (tests/models/test_contract.py).
     contract_params: ClassVar[dict[str, Any]] = {"head_layers": [16]}
-    fixed_head: ClassVar[str | None] = None
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
-        from tfrs_movies.config import ConfigError
+        self.head = self._head()
+        if self.head in ("cosine", "dot_sigmoid"):
+            check_same_width(config, f"the {self.head} head")
 
-        head = self.fixed_head or self.params["head"]
-        if head not in HEADS:
-            raise ConfigError(
-                f"config key 'model.params.head' must be one of {list(HEADS[:3])}, got {head!r}"
-            )
-        if head == "classification" and self.fixed_head is None:
-            raise ConfigError(
-                "model.params.head 'classification' predicts a probability, not a rating: "
-                "use model.name: rating_classifier"
-            )
-        if self.params.get("loss", "mse") not in LOSSES:
-            raise ConfigError(f"config key 'model.params.loss' must be one of {list(LOSSES)}, got "
-                              f"{self.params['loss']!r}")  # fmt: skip
-        if head in ("cosine", "dot_sigmoid"):
-            check_same_width(config, f"the {head} head")
-        self.head = head
+    def _head(self) -> str:
+        """The head in use (``model.params.head``; fixed by the subclasses)."""
+        return self.params.head
+
+    def _loss(self) -> str:
+        return self.params.loss
 
     def _targets(self, train: pd.DataFrame) -> dict[str, np.ndarray]:
         ratings = train[S.RATING].to_numpy(np.float64)
@@ -581,7 +757,7 @@ class RankingRecommender(TowerRecommender):
             self.normalizer = UserRatingNormalizer().fit(train)
             target = self.normalizer.transform(train[S.USER_ID].to_numpy(), ratings)
         elif self.head == "classification":
-            target = (ratings >= self.params.get("threshold", 4.0)).astype(np.float64)
+            target = (ratings >= self.threshold).astype(np.float64)
         else:
             target = ratings
         return {TARGET: target.astype(np.float32)}
@@ -593,11 +769,14 @@ class RankingRecommender(TowerRecommender):
         user_tower, movie_tower = self._towers()
         m = self.config["model"]
         model = RankingModel(
-            user_tower, movie_tower, self.space, self.head, self.params.get("loss", "mse"),
-            self.params["biases"], list(self.params["head_layers"]), m["dropout"], self.rating_scale,
-            self._target_mean(), self.params["output_l2"],
+            user_tower, movie_tower, self.space, self.head, self._loss(), self.params.biases,
+            list(self.params.head_layers), m["dropout"], self.rating_scale, self._target_mean(),
+            self.params.output_l2,
         )  # fmt: skip
         return self._compile_and_build(model)
+
+    def output_transform(self) -> str:
+        return USER_NORMALIZER if self.head == "cosine" else super().output_transform()
 
     def _to_output(self, user_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
         if self.head == "cosine":  # back from the per-user normalised scale, exactly
@@ -625,10 +804,17 @@ class RatingClassifier(RankingRecommender):
     name = "rating_classifier"
     predicts_ratings: ClassVar[bool] = False
     output: ClassVar[str] = "probability"
-    fixed_head: ClassVar[str | None] = "classification"
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "biases": True, "head_layers": [64, 32], "threshold": 4.0, "output_l2": 0.0, "id_dropout": 0.0,
-    }  # fmt: skip
+    Params = ClassifierParams
+
+    def _head(self) -> str:
+        return "classification"
+
+    def _loss(self) -> str:
+        return "mse"  # unused: the classification head trains with binary cross-entropy
+
+    @property
+    def threshold(self) -> float:
+        return float(self.params.threshold)
 
     def extra_metrics(self, frame: pd.DataFrame) -> dict[str, float]:
         """Accuracy (threshold 0.5), ROC AUC and log-loss of the probability."""
@@ -644,10 +830,10 @@ class TagRankingRecommender(RankingRecommender):
     """
 
     name = "tag_ranking"
-    fixed_head: ClassVar[str | None] = "concat"
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "biases": True, "head_layers": [64, 32], "output_l2": 0.0, "id_dropout": 0.0, "loss": "mse",
-    }  # fmt: skip
+    Params = TagRankingParams
+
+    def _head(self) -> str:
+        return "concat"
 
     def _feature_lists(self) -> tuple[list[str], list[str]]:
         users, movies = super()._feature_lists()

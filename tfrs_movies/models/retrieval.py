@@ -16,8 +16,7 @@ few thousand movies, and a better estimate of the true softmax). Options from th
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,8 +27,10 @@ import tensorflow_recommenders as tfrs
 from tfrs_movies import schema as S
 from tfrs_movies.features.pipeline import make_dataset, ratings_features
 from tfrs_movies.features.side import FeatureSpace
-from tfrs_movies.models.base import Recommender
+from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import register
+from tfrs_movies.models.serving_parts import FeatureQuery, ServingParts, TowerQuery
+from tfrs_movies.models.state import State, keras_weights, set_keras_weights
 from tfrs_movies.models.towers import FeatureTower
 
 SAMPLING_PROBABILITY = "sampling_probability"
@@ -110,8 +111,11 @@ class RetrievalRecommender(Recommender):
     """Two-tower retrieval; a user's score for a movie is query . candidate."""
 
     name = "retrieval"
-    param_defaults = {"full_softmax": False}
-    contract_params = {}
+
+    @dataclass(frozen=True)
+    class Params(ModelParams):
+        # Every catalogue movie is a negative too (besides the in-batch ones).
+        full_softmax: bool = False
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -121,7 +125,7 @@ class RetrievalRecommender(Recommender):
 
     def _build(self) -> TwoTowerRetrievalModel:
         user_tower, movie_tower = build_towers(self.config, self.space)
-        catalogue = self.space.movie_rows(self.catalogue) if self.params["full_softmax"] else None
+        catalogue = self.space.movie_rows(self.catalogue) if self.params.full_softmax else None
         model = TwoTowerRetrievalModel(
             user_tower,
             movie_tower,
@@ -203,14 +207,21 @@ class RetrievalRecommender(Recommender):
                 out[has_features] = self.user_embeddings(user_ids[has_features]) @ self.movie_embeddings().T
         return out
 
-    def _save_state(self, path: Path) -> None:
-        with open(path / "features.pkl", "wb") as handle:
-            pickle.dump(self.space, handle)
-        self.model.save_weights(str(path / "weights"))
+    def _state(self) -> State:
+        state = State.of(keras_weights(self.model))
+        return state.nest("space", State.of(self.space.state()))
 
-    def _load_state(self, path: Path) -> None:
-        with open(path / "features.pkl", "rb") as handle:
-            self.space = pickle.load(handle)
+    def _restore(self, state: State) -> None:
+        self.space = FeatureSpace.from_state(state.child("space").flat())
         self.model = self._build()
-        self.model.load_weights(str(path / "weights")).expect_partial()
+        set_keras_weights(self.model, state)
         self._movie_vectors = None
+
+    def serving_parts(self) -> ServingParts:
+        """Dot form: the query tower over the user's in-graph features, the movie tower's vectors; the
+        query tower over request features too when it reads a cold-start feature (demographics)."""
+        tower = self.model.query_tower
+        cold = FeatureQuery(tower, self.space) if self.space.has_cold_start_user_features else None
+        return ServingParts(
+            query=TowerQuery(self.space, tower), candidates=self.movie_embeddings(), feature_query=cold
+        )

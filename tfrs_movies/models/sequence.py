@@ -27,9 +27,7 @@ from train + validation by :meth:`update_seen`, so the export serves the user's 
 from __future__ import annotations
 
 import copy
-import json
-import pickle
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,7 +35,6 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_movies import schema as S
-from tfrs_movies.config import ConfigError
 from tfrs_movies.features.preprocessing import ids_as_strings
 from tfrs_movies.features.sequences import (
     causal_examples,
@@ -45,9 +42,9 @@ from tfrs_movies.features.sequences import (
     pair_examples,
     window_examples,
 )
-from tfrs_movies.features.side import FeatureSpace
+from tfrs_movies.features.side import FeatureSpace, lookup_tables
 from tfrs_movies.models.attention import MovieEncoder, PairHead, RatingHead, SequenceEncoder
-from tfrs_movies.models.base import Recommender
+from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import register
 from tfrs_movies.models.sequence_net import (
     HISTORY,
@@ -58,11 +55,60 @@ from tfrs_movies.models.sequence_net import (
     QueryTower,
     SequenceModel,
 )
+from tfrs_movies.models.serving_parts import FeatureQuery, ServingParts, TowerQuery
+from tfrs_movies.models.state import State, keras_weights, set_keras_weights
 from tfrs_movies.models.towers import FeatureTower
 
 SEQUENCE_COLUMNS = (HISTORY, HISTORY_RATINGS)
 HEADS = ("retrieval", "rating", "both")
 MODES = ("causal", "windows")
+
+
+@dataclass(frozen=True)
+class SequenceParams(ModelParams):
+    """``model.params`` of the sequence model (see the module docstring)."""
+
+    mode: str = "causal"  # causal | windows
+    window_length: int = 4
+    window_step: int = 2
+    heads: str = "both"  # retrieval | rating | both
+    num_heads: int = 2
+    num_blocks: int = 2
+    dropout: float = 0.2
+    use_ratings: bool = True
+    query_layers: list[int] = field(default_factory=list)
+    rating_layers: list[int] = field(default_factory=lambda: [256, 128])
+    head_dropout: float = 0.1
+    head_batch_norm: bool = True
+    retrieval_weight: float = 1.0
+    rating_weight: float = 1.0
+    repeat: int = 1
+    pair_epochs: int = 0
+    pairs_per_movie: int = 10
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(
+                f"config key 'model.params.mode' must be one of {list(MODES)}, got {self.mode!r}"
+            )
+        if self.heads not in HEADS:
+            raise ValueError(
+                f"config key 'model.params.heads' must be one of {list(HEADS)}, got {self.heads!r}"
+            )
+        if self.pair_epochs > 0 and self.heads == "retrieval":
+            raise ValueError(
+                "model.params.pair_epochs needs a rating head (model.params.heads rating or both)"
+            )
+        if self.pair_epochs > 0 and not self.rating_layers:
+            raise ValueError("config key 'model.params.rating_layers' must not be empty with pair_epochs > 0")
+        for key in ("window_length", "window_step", "num_heads", "num_blocks", "repeat", "pairs_per_movie"):
+            if getattr(self, key) < (2 if key == "window_length" else 1):
+                raise ValueError(f"config key 'model.params.{key}' is too small: {getattr(self, key)!r}")
+        for key in ("dropout", "head_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(
+                    f"config key 'model.params.{key}' must be in [0, 1), got {getattr(self, key)!r}"
+                )
 
 
 def _set_trainable(layer: tf.keras.layers.Layer, trainable: bool) -> None:
@@ -79,46 +125,17 @@ class SequenceRecommender(Recommender):
     """Self-attention over the watch history; see the module docstring."""
 
     name = "sequence"
-    param_defaults = {
-        "mode": "causal",
-        "window_length": 4,
-        "window_step": 2,
-        "heads": "both",
-        "num_heads": 2,
-        "num_blocks": 2,
-        "dropout": 0.2,
-        "use_ratings": True,
-        "query_layers": [],
-        "rating_layers": [256, 128],
-        "head_dropout": 0.1,
-        "head_batch_norm": True,
-        "retrieval_weight": 1.0,
-        "rating_weight": 1.0,
-        "repeat": 1,
-        "pair_epochs": 0,
-        "pairs_per_movie": 10,
-    }
+    Params = SequenceParams
+    # Settings that keep the contract tests fast on tiny data (tests/models/test_contract.py).
     contract_params = {"num_blocks": 1, "rating_layers": [16]}
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         p = self.params
-        if p["mode"] not in MODES:
-            raise ConfigError(
-                f"config key 'model.params.mode' must be one of {list(MODES)}, got {p['mode']!r}"
-            )
-        if p["heads"] not in HEADS:
-            raise ConfigError(
-                f"config key 'model.params.heads' must be one of {list(HEADS)}, got {p['heads']!r}"
-            )
-        if p["pair_epochs"] > 0 and p["heads"] == "retrieval":
-            raise ConfigError(
-                "model.params.pair_epochs needs a rating head (model.params.heads rating or both)"
-            )
-        self.predicts_ratings = p["heads"] != "retrieval"
-        self.retrieves = p["heads"] != "rating"
+        self.predicts_ratings = p.heads != "retrieval"
+        self.retrieves = p.heads != "rating"
         self.length = (
-            p["window_length"] - 1 if p["mode"] == "windows" else int(config["model"]["history_length"])
+            p.window_length - 1 if p.mode == "windows" else int(config["model"]["history_length"])
         )
         self.mu = 3.5
         self.model: SequenceModel | None = None
@@ -141,23 +158,23 @@ class SequenceRecommender(Recommender):
         dim = m["embedding_dim"]
         movie_encoder = MovieEncoder(self.space.movies, self.space.movie_table, dim, m["l2"])
         encoder = SequenceEncoder(
-            movie_encoder, self.length, dim, p["num_heads"], p["num_blocks"], p["dropout"],
-            causal=p["mode"] == "causal", use_ratings=p["use_ratings"],
+            movie_encoder, self.length, dim, p.num_heads, p.num_blocks, p.dropout,
+            causal=p.mode == "causal", use_ratings=p.use_ratings,
         )  # fmt: skip
-        query = QueryTower(encoder, self._user_tower(), p["query_layers"], dim, p["head_dropout"],
-                           p["head_batch_norm"])  # fmt: skip
+        query = QueryTower(encoder, self._user_tower(), p.query_layers, dim, p.head_dropout,
+                           p.head_batch_norm)  # fmt: skip
         rating = (
             RatingHead(
-                dim, p["num_heads"], p["rating_layers"], p["head_dropout"], p["head_batch_norm"], self.mu
+                dim, p.num_heads, p.rating_layers, p.head_dropout, p.head_batch_norm, self.mu
             )
             if self.predicts_ratings
             else None
         )
-        pair = PairHead(p["rating_layers"][-1:]) if p["pair_epochs"] > 0 else None
+        pair = PairHead(p.rating_layers[-1:]) if p.pair_epochs > 0 else None
         model = SequenceModel(
             query, CandidateTower(movie_encoder), self.catalogue, rating, pair, m["temperature"],
-            p["retrieval_weight"] if self.retrieves else 0.0, p["rating_weight"] if rating else 0.0,
-            causal=p["mode"] == "causal",
+            p.retrieval_weight if self.retrieves else 0.0, p.rating_weight if rating else 0.0,
+            causal=p.mode == "causal",
         )  # fmt: skip
         model.compile(optimizer=make_optimizer(cfg["optimizer"], cfg["learning_rate"]))
         # Create every weight now, so load_weights and scoring work before any fit.
@@ -175,7 +192,7 @@ class SequenceRecommender(Recommender):
         ids, values = history_tables(ratings, self.space.users, self.length)
         self.space.user_table[HISTORY] = ids
         self.space.user_table[HISTORY_RATINGS] = values
-        self.space.__dict__.pop("_user_cache", None)
+        self.space._user_cache = None  # the in-graph tables follow the new histories
 
     # ----- fitting ---------------------------------------------------------------------------------
     def _fit(
@@ -192,14 +209,14 @@ class SequenceRecommender(Recommender):
         self.mu = float(train[S.RATING].mean())
         self._set_histories(train)
         self.model = self._build()
-        if p["mode"] == "causal":
+        if p.mode == "causal":
             examples = causal_examples(train, self.length)
         else:
-            examples = window_examples(train, p["window_length"], p["window_step"])
+            examples = window_examples(train, p.window_length, p.window_step)
         features = self.space.user_rows(examples.user_id)
         features.update({HISTORY: examples.inputs, HISTORY_RATINGS: examples.input_ratings,
                          TARGETS: examples.targets, TARGET_RATINGS: examples.target_ratings})  # fmt: skip
-        data = self._dataset(features, len(examples), p["repeat"])
+        data = self._dataset(features, len(examples), p.repeat)
         if self.model.pair_head is not None:  # trained afterwards: no gradient-less weights meanwhile
             from tfrs_movies.models.retrieval import make_optimizer
 
@@ -212,7 +229,7 @@ class SequenceRecommender(Recommender):
         finally:
             if self.model.pair_head is not None:
                 _set_trainable(self.model.pair_head, True)
-        if p["pair_epochs"] > 0:
+        if p.pair_epochs > 0:
             self.history["pair_loss"] = self._fit_pairs(train)
 
     def _dataset(self, features: dict[str, np.ndarray], n: int, repeat: int = 1) -> tf.data.Dataset:
@@ -228,7 +245,7 @@ class SequenceRecommender(Recommender):
         from tfrs_movies.models.retrieval import make_optimizer
 
         p, cfg = self.params, self.config["train"]
-        pairs = pair_examples(train, self.length, p["pairs_per_movie"], self.config["seed"])
+        pairs = pair_examples(train, self.length, p.pairs_per_movie, self.config["seed"])
         features = {S.MOVIE_ID: pairs.movie_id, S.RATING: pairs.rating}
         for tag in ("a", "b"):
             rows = self.space.user_rows(getattr(pairs, f"user_{tag}"))
@@ -242,7 +259,7 @@ class SequenceRecommender(Recommender):
         try:
             self.model.compile(optimizer=make_optimizer(cfg["optimizer"], cfg["learning_rate"]))
             done = self.model.fit(
-                self._dataset(features, len(pairs)), epochs=p["pair_epochs"], verbose=cfg["verbose"]
+                self._dataset(features, len(pairs)), epochs=p.pair_epochs, verbose=cfg["verbose"]
             )
         finally:
             self.model.phase = "main"
@@ -357,17 +374,67 @@ class SequenceRecommender(Recommender):
         return np.clip(rating.numpy(), *self.rating_scale).astype(np.float32)
 
     # ----- persistence -----------------------------------------------------------------------------
-    def _save_state(self, path: Path) -> None:
-        with open(path / "features.pkl", "wb") as handle:
-            pickle.dump(self.space, handle)
-        (path / "sequence.json").write_text(json.dumps({"mu": self.mu, "length": self.length}))
-        self.model.save_weights(str(path / "weights"))
+    def _state(self) -> State:
+        state = State.of({"mu": float(self.mu), "length": int(self.length), **keras_weights(self.model)})
+        return state.nest("space", State.of(self.space.state()))
 
-    def _load_state(self, path: Path) -> None:
-        with open(path / "features.pkl", "rb") as handle:
-            self.space = pickle.load(handle)
-        state = json.loads((path / "sequence.json").read_text())
+    def _restore(self, state: State) -> None:
+        self.space = FeatureSpace.from_state(state.child("space").flat())
         self.mu, self.length = float(state["mu"]), int(state["length"])
         self.model = self._build()
-        self.model.load_weights(str(path / "weights")).expect_partial()
+        set_keras_weights(self.model, state)
         self._movie_vectors = None
+
+    # ----- serving ---------------------------------------------------------------------------------
+    def serving_parts(self) -> ServingParts:
+        """With a retrieval head, dot form: the query tower over the user's served history and features
+        (looked up in-graph), the movie vectors; request features too when the user tower reads a
+        cold-start feature (a new user then has an empty history). Rating-only: the rating head over
+        every catalogue movie (scorer form). Extras: ``explain`` (attention) and, with a pair head,
+        ``pair`` SavedModels (:mod:`tfrs_movies.serving.sequence`)."""
+        from tfrs_movies.serving.sequence import write_explain, write_pair
+
+        extras = {"explain": lambda out: write_explain(self, out)}
+        if self.model.pair_head is not None:
+            extras["pair"] = lambda out: write_pair(self, out)
+        if not self.retrieves:
+            return ServingParts(scorer=RatingScorer(self), extras=extras)
+        tower = self.model.history_tower
+        cold = FeatureQuery(tower, self.space) if self.space.has_cold_start_user_features else None
+        return ServingParts(
+            query=TowerQuery(self.space, tower), candidates=self.movie_embeddings(), feature_query=cold,
+            extras=extras,
+        )  # fmt: skip
+
+
+class RatingScorer(tf.Module):
+    """``user_id (B,) -> (B, N)``: the rating head of a rating-only sequence model over every catalogue
+    movie (clipped to the rating scale), as :meth:`SequenceRecommender.score`; each user's history is
+    encoded once, then rated against the whole catalogue."""
+
+    def __init__(self, model: SequenceRecommender) -> None:
+        super().__init__()
+        lookup, tensors = lookup_tables(model.space.users, model.space.user_table)
+        self.lookup = lookup
+        self.tables = {name: tf.Variable(value, trainable=False) for name, value in tensors.items()}
+        self.keras = model.model
+        self.catalogue = tf.constant(ids_as_strings(model.catalogue))
+        self.low, self.high = (float(x) for x in model.rating_scale)
+
+    def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
+        rows = self.lookup(user_id)
+        features = {name: tf.gather(table, rows) for name, table in self.tables.items()}
+        features[S.USER_ID] = user_id
+        states, valid, _, user = self.keras.history_tower.encode(features, False)
+        n = tf.shape(self.catalogue)[0]
+
+        def one(i: tf.Tensor) -> tf.Tensor:
+            at = tf.fill([n], i)
+            rating, _, _ = self.keras.rate_encoded(
+                tf.gather(states, at), tf.gather(valid, at),
+                None if user is None else tf.gather(user, at), self.catalogue,
+            )  # fmt: skip
+            return tf.cast(rating, tf.float32)
+
+        ratings = tf.map_fn(one, tf.range(tf.shape(user_id)[0]), fn_output_signature=tf.TensorSpec([None]))
+        return tf.clip_by_value(ratings, self.low, self.high)

@@ -37,13 +37,15 @@ import tensorflow as tf
 
 from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
+from tfrs_movies.features.side import lookup_tables
 from tfrs_movies.io import atomic_directory, atomic_write_json
+from tfrs_movies.models.ranking import IDENTITY, SIGMOID, USER_NORMALIZER, TowerRecommender  # noqa: F401
 
 # Two-stage serving orders candidates by z(retrieval score) + weight * z(this model's score); 0.25 was
 # the best weight on the validation split of configs/ml100k_two_stage.yaml (docs/BENCHMARKS.md).
 DEFAULT_RERANK_WEIGHT = 0.25
-# How the head's raw output becomes the prediction.
-IDENTITY, USER_NORMALIZER, SIGMOID = "identity", "user_normalizer", "sigmoid"
+# How the head's raw output becomes the prediction: IDENTITY, USER_NORMALIZER, SIGMOID (imported from
+# tfrs_movies.models.ranking, where each model declares its own).
 
 
 def position_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
@@ -64,27 +66,17 @@ def _specs(sample: dict[str, np.ndarray]) -> dict[str, tf.TensorSpec]:
 
 
 def output_transform(model) -> str | None:
-    """The transform from the model's raw head output to ``predict`` (None: not a two-tower ranker)."""
-    from tfrs_movies.models.ranking import TowerRecommender
-
-    if not isinstance(model, TowerRecommender) or getattr(model, "model", None) is None:
+    """The transform from the model's raw head output to ``predict`` (None: not a two-tower ranker),
+    as the model declares it (:meth:`TowerRecommender.output_transform`)."""
+    if not is_ranking_model(model):
         return None
-    if model.output == "probability":
-        return SIGMOID
-    if model.output != "rating":
-        return None
-    if getattr(model, "head", None) == "cosine":
-        return USER_NORMALIZER
-    if type(model)._to_output is TowerRecommender._to_output or getattr(model, "head", None) in (
-        "concat", "dot_sigmoid",
-    ):  # fmt: skip
-        return IDENTITY
-    return None
+    return model.output_transform()
 
 
 def is_ranking_model(model) -> bool:
-    """Whether :func:`export_ranking` can export ``model``."""
-    return output_transform(model) is not None
+    """Whether :func:`export_ranking` can export ``model``: a fitted feature-tower model (every one has a
+    TFRS ranking module; its serving parts offer it as ``ranking``)."""
+    return isinstance(model, TowerRecommender) and model.model is not None
 
 
 class RankingModule(tf.Module):
@@ -92,15 +84,12 @@ class RankingModule(tf.Module):
 
     def __init__(self, model):
         super().__init__()
-        from tfrs_movies.features.side import _tf_tables
-        from tfrs_movies.models.ranking import _COLD_MOVIE_FEATURES, _COLD_USER_FEATURES
-
         space = model.space
         self.keras = model.model
-        self.transform = output_transform(model)
+        self.transform = model.output_transform()
         self.output_name = "probability" if self.transform == SIGMOID else "rating"
-        self.user_lookup, utab = _tf_tables(space.users, space.user_table)
-        self.movie_lookup, mtab = _tf_tables(space.movies, space.movie_table)
+        self.user_lookup, utab = lookup_tables(space.users, space.user_table)
+        self.movie_lookup, mtab = lookup_tables(space.movies, space.movie_table)
         self.user_tables = {n: tf.Variable(v, trainable=False) for n, v in utab.items()}
         self.movie_tables = {n: tf.Variable(v, trainable=False) for n, v in mtab.items()}
         self.user_pos = position_table(model.users)
@@ -122,8 +111,8 @@ class RankingModule(tf.Module):
             )
         self.mu = float(model.mu)
         self.positive_rate = float(model.positive_rate)
-        self.cold_users = bool(_COLD_USER_FEATURES & set(space.user_features))
-        self.cold_movies = bool(_COLD_MOVIE_FEATURES & set(space.movie_features))
+        self.cold_users = space.has_cold_start_user_features
+        self.cold_movies = space.has_cold_start_movie_features
         self.low, self.high = (float(x) for x in model.rating_scale)
         self.trained_users = position_table(
             model.space.id_users if model.space.id_users is not None else model.users
@@ -210,7 +199,7 @@ def write_ranking(model, out: Path) -> dict:
     its description (also written as ``ranking.json``)."""
     if not is_ranking_model(model):
         raise ValueError(
-            f"export_ranking supports TFRS two-tower ranking models, not {getattr(model, 'name', model)!r}"
+            f"export_ranking supports TFRS two-tower ranking models, not {type(model).__name__}"
         )
     module = RankingModule(model)
     signatures = {"serving_default": module.serving_default, "from_features": module.from_features}
@@ -234,7 +223,7 @@ def export_ranking(model, out_dir: str | Path) -> Path:
     """Write ``model`` as a ranking SavedModel (module docstring) into ``out_dir``, atomically."""
     if not is_ranking_model(model):
         raise ValueError(
-            f"export_ranking supports TFRS two-tower ranking models, not {getattr(model, 'name', model)!r}"
+            f"export_ranking supports TFRS two-tower ranking models, not {type(model).__name__}"
         )
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
-from tfrs_movies.features.side import _tf_tables
+from tfrs_movies.features.side import lookup_tables
 from tfrs_movies.io import atomic_directory
 from tfrs_movies.models.sequence_net import HISTORY
 
@@ -40,7 +40,7 @@ class _UserTables(tf.Module):
 
     def __init__(self, model) -> None:
         super().__init__()
-        lookup, tensors = _tf_tables(model.space.users, model.space.user_table)
+        lookup, tensors = lookup_tables(model.space.users, model.space.user_table)
         self.user_lookup = lookup
         self.user_tables = {name: tf.Variable(value, trainable=False) for name, value in tensors.items()}
         self.keras = model.model
@@ -86,34 +86,50 @@ class PairModule(_UserTables):
         return {"rating": tf.clip_by_value(rating, self.low, self.high)}
 
 
-def export_sequence_extras(model, out_dir: Path) -> dict[str, Any]:
-    """Write ``explain/`` (and ``pair/`` when the model has a pair head) into ``out_dir``; returns the
-    manifest entries describing them (``{"explain": {...}, "pair": {...}}``)."""
-    if getattr(model, "name", None) != "sequence" or model.model is None:
-        raise ValueError(f"export_sequence_extras needs a fitted sequence model, got {type(model).__name__}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    entries: dict[str, Any] = {}
+def write_explain(model, out: Path) -> dict[str, Any]:
+    """The ``explain`` SavedModel into ``out`` (not atomic: used inside an atomic export); its manifest
+    entry."""
     module = ExplainModule(model)
-    with atomic_directory(out_dir / EXPLAIN) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serving_default})
-    entries[EXPLAIN] = {
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serving_default})
+    return {
         "path": EXPLAIN,
         "history_length": int(model.length),
         "weights": "target_attention" if module.target_attention else "query_attention",
         "signature": "serving_default(user_id: string (B,), movie_id: string (B,)) -> "
         "{history_ids: string (B, L), weights: float32 (B, L)}",
     }
+
+
+def write_pair(model, out: Path) -> dict[str, Any]:
+    """The ``pair`` SavedModel (models with a pair head) into ``out``, not atomic; its manifest entry."""
+    if model.model.pair_head is None:
+        raise ValueError("this sequence model has no pair head (set model.params.pair_epochs > 0)")
+    module = PairModule(model)
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serving_default})
+    return {
+        "path": PAIR,
+        "label": "average rating of the two users",
+        "signature": "serving_default(user_a: string (B,), user_b: string (B,), movie_id: string (B,)) "
+        "-> {rating: float32 (B,)}",
+    }
+
+
+def export_sequence_extras(model, out_dir: Path) -> dict[str, Any]:
+    """Write ``explain/`` (and ``pair/`` when the model has a pair head) into ``out_dir``, each atomically;
+    returns the manifest entries describing them (``{"explain": {...}, "pair": {...}}``)."""
+    from tfrs_movies.models.sequence import SequenceRecommender
+
+    if not isinstance(model, SequenceRecommender) or model.model is None:
+        raise ValueError(f"export_sequence_extras needs a fitted sequence model, got {type(model).__name__}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writers = {EXPLAIN: write_explain}
     if model.model.pair_head is not None:
-        module = PairModule(model)
-        with atomic_directory(out_dir / PAIR) as tmp:
-            tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serving_default})
-        entries[PAIR] = {
-            "path": PAIR,
-            "label": "average rating of the two users",
-            "signature": "serving_default(user_a: string (B,), user_b: string (B,), movie_id: string (B,)) "
-            "-> {rating: float32 (B,)}",
-        }
+        writers[PAIR] = write_pair
+    entries: dict[str, Any] = {}
+    for name, write in writers.items():
+        with atomic_directory(out_dir / name) as tmp:
+            entries[name] = write(model, tmp)
     return entries
 
 
