@@ -69,6 +69,12 @@ def test_a_bad_config_key_stops_before_any_trial(tmp_path):
     assert not list((tmp_path / "t").glob("trials/*"))
 
 
+def test_an_unknown_metric_stops_before_any_trial(tmp_path):
+    with pytest.raises(ValueError, match="unknown metric 'nddcg@10'; known: recall@K"):
+        tune(load_config(None, TINY), SVD, TuneOptions(tmp_path / "t", "nddcg@10"), say=QUIET)
+    assert not (tmp_path / "t").exists()
+
+
 def test_winner_is_chosen_on_validation_whatever_test_says():
     ok = {"status": "ok", "params": {}}
     records = [
