@@ -12,15 +12,18 @@ so the biases are the cold-start answer (as in Surprise).
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tfrs_movies import schema as S
-from tfrs_movies.models.base import Recommender
+from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import register
+from tfrs_movies.models.serving_parts import DotScorer, ServingParts, UserTable
+from tfrs_movies.models.state import State
 
 _CHUNK = 65_536  # pairs per block when gathering factor rows (bounds memory on ML-1M and larger)
 
@@ -75,6 +78,45 @@ def fit_biases(
     return mu, user_bias, movie_bias, history
 
 
+def non_negative(params: ModelParams, *keys: str) -> None:
+    for key in keys:
+        if getattr(params, key) < 0:
+            raise ValueError(f"config key 'model.params.{key}' must be >= 0, got {getattr(params, key)!r}")
+
+
+@dataclass(frozen=True)
+class BiasParams(ModelParams):
+    """The bias regularisation every classic rating baseline shares."""
+
+    reg_user: float = 5.0
+    reg_movie: float = 2.0
+
+    def validate(self) -> None:
+        non_negative(self, "reg_user", "reg_movie")
+
+
+@dataclass(frozen=True)
+class FactorBiasParams(BiasParams):
+    """Biases under a low-rank residual: the bias alternations are ``bias_iterations``."""
+
+    bias_iterations: int = 10
+
+    def validate(self) -> None:
+        non_negative(self, "reg_user", "reg_movie", "bias_iterations")
+
+
+class ClippedScorer(tf.Module):
+    """``user_id (B,) -> (B, N)``: another scorer's scores clipped to ``[low, high]``."""
+
+    def __init__(self, scorer: tf.Module, low: float, high: float):
+        super().__init__()
+        self.scorer = scorer
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
+        return tf.clip_by_value(self.scorer(user_id), self.low, self.high)
+
+
 class BiasedRatingModel(Recommender):
     """Biases plus an optional low-rank residual ``P Q^T``; subclasses fit the residual in ``_fit_factors``.
 
@@ -84,8 +126,8 @@ class BiasedRatingModel(Recommender):
 
     predicts_ratings: ClassVar[bool] = True
     uses_validation: ClassVar[bool] = False
+    Params = FactorBiasParams
     _iterations_param: ClassVar[str] = "bias_iterations"
-    _state_file: ClassVar[str] = "rating_model.npz"
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -118,9 +160,9 @@ class BiasedRatingModel(Recommender):
             values,
             len(self.users),
             len(self.catalogue),
-            self.params["reg_user"],
-            self.params["reg_movie"],
-            self.params[self._iterations_param],
+            self.params.reg_user,
+            self.params.reg_movie,
+            getattr(self.params, self._iterations_param),
         )
         self.global_mean, self.user_bias, self.movie_bias = mu, user_bias, movie_bias
         self.history["bias_train_rmse"] = rmse_history
@@ -156,23 +198,40 @@ class BiasedRatingModel(Recommender):
         return self.movie_factors if self.movie_factors.shape[1] else None
 
     # ----- persistence ---------------------------------------------------------------------------
-    def _save_state(self, path: Path) -> None:
-        np.savez(
-            path / self._state_file,
-            global_mean=np.asarray(self.global_mean),
-            user_bias=self.user_bias,
-            movie_bias=self.movie_bias,
-            user_factors=self.user_factors,
-            movie_factors=self.movie_factors,
-        )
+    def _state(self) -> State:
+        return State.of({
+            "global_mean": float(self.global_mean), "user_bias": np.asarray(self.user_bias),
+            "movie_bias": np.asarray(self.movie_bias), "user_factors": np.asarray(self.user_factors),
+            "movie_factors": np.asarray(self.movie_factors),
+        })  # fmt: skip
 
-    def _load_state(self, path: Path) -> None:
-        with np.load(path / self._state_file) as state:
-            self.global_mean = float(state["global_mean"])
-            self.user_bias = state["user_bias"]
-            self.movie_bias = state["movie_bias"]
-            self.user_factors = state["user_factors"]
-            self.movie_factors = state["movie_factors"]
+    def _restore(self, state: State) -> None:
+        self.global_mean = float(state["global_mean"])
+        self.user_bias = state["user_bias"]
+        self.movie_bias = state["movie_bias"]
+        self.user_factors = state["user_factors"]
+        self.movie_factors = state["movie_factors"]
+
+    # ----- serving -------------------------------------------------------------------------------
+    def serving_parts(self) -> ServingParts:
+        """Scorer form: the biases folded into a dot product, query ``[P_u, 1, mu + b_u]`` and candidate
+        ``[Q_i, b_i, 1]``, clipped to the rating scale in-graph as :meth:`score` is.
+
+        Not the dot form itself: the clipping makes ties at the top of the scale that the unclipped
+        dot product would order, and composites (the hybrid standardises its members' scores) need the
+        model's own numbers. An unknown user's row is ``[0, 1, mu]``: ``mu + b_i``, the cold-start
+        prediction of :meth:`predict`.
+        """
+        n_users, k = self.user_factors.shape
+        query = np.concatenate(
+            [self.user_factors, np.ones((n_users, 1)), (self.global_mean + self.user_bias)[:, None]], axis=1
+        )
+        unknown = np.concatenate([np.zeros(k), [1.0, self.global_mean]])
+        candidates = np.concatenate(
+            [self.movie_factors, self.movie_bias[:, None], np.ones((len(self.movie_bias), 1))], axis=1
+        )
+        dot = DotScorer(UserTable(self.users, query, unknown=unknown), candidates.astype(np.float32))
+        return ServingParts(scorer=ClippedScorer(dot, *self.rating_scale))
 
 
 @register
@@ -183,4 +242,10 @@ class BiasesRecommender(BiasedRatingModel):
 
     name = "biases"
     _iterations_param = "iterations"
-    param_defaults: ClassVar[dict[str, Any]] = {"reg_user": 5.0, "reg_movie": 2.0, "iterations": 10}
+
+    @dataclass(frozen=True)
+    class Params(BiasParams):
+        iterations: int = 10
+
+        def validate(self) -> None:
+            non_negative(self, "reg_user", "reg_movie", "iterations")

@@ -12,7 +12,7 @@ fine up to a few tens of thousands of movies (ML-1M: 3.7k, 55 MB in float32), no
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,8 +20,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tfrs_movies import schema as S
-from tfrs_movies.models.base import Recommender
+from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import register
+from tfrs_movies.models.serving_parts import SeenRows, ServingParts
+from tfrs_movies.models.state import State
 
 _PAIR_CHUNK = 8_192  # (user, movie) pairs per block in predict
 _USER_BLOCK = 256  # users per block of whole score rows in predict
@@ -47,7 +49,14 @@ class EASERecommender(Recommender):
     name = "ease"
     predicts_ratings: ClassVar[bool] = False
     uses_validation: ClassVar[bool] = False
-    param_defaults: ClassVar[dict[str, Any]] = {"l2": 400.0}
+
+    @dataclass(frozen=True)
+    class Params(ModelParams):
+        l2: float = 400.0
+
+        def validate(self) -> None:
+            if self.l2 < 0:
+                raise ValueError(f"config key 'model.params.l2' must be >= 0, got {self.l2!r}")
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -57,7 +66,7 @@ class EASERecommender(Recommender):
         self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any
     ) -> None:
         # float32 halves the memory of B; scores are sums of at most a few thousand terms.
-        self.weights = ease_weights(self.seen, self.params["l2"]).astype(np.float32)
+        self.weights = ease_weights(self.seen, self.params.l2).astype(np.float32)
 
     def _score_known(self, user_index: np.ndarray) -> np.ndarray:
         return np.asarray(self.seen[user_index] @ self.weights, dtype=np.float32)
@@ -109,9 +118,17 @@ class EASERecommender(Recommender):
             terms = data[position] * self.weights[indices[position], cols[chunk][owner]]
             out[chunk] = np.bincount(owner, weights=terms, minlength=len(chunk))
 
-    def _save_state(self, path: Path) -> None:
-        np.savez(path / "ease.npz", weights=self.weights)
+    def _state(self) -> State:
+        return State.of({"weights": self.weights})
 
-    def _load_state(self, path: Path) -> None:
-        with np.load(path / "ease.npz") as state:
-            self.weights = state["weights"]
+    def _restore(self, state: State) -> None:
+        self.weights = state["weights"].astype(np.float32)
+
+    def serving_parts(self) -> ServingParts:
+        """Dot form: the query is the user's current row of the seen table (``update_seen`` changes it),
+        movie ``j``'s candidate is ``B[:, j]``; catalogue-wide vectors, so no approximate index."""
+        return ServingParts(
+            query=SeenRows(self.users, self.seen),
+            candidates=np.ascontiguousarray(self.weights.T, dtype=np.float32),
+            approximate_index=False,
+        )

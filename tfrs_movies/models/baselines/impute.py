@@ -26,12 +26,18 @@ started from the previous ``V``, so each outer iteration also refines the subspa
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from tfrs_movies.models.baselines.biases import BiasedRatingModel, rowwise_dot
+from tfrs_movies.models.baselines.biases import (
+    BiasedRatingModel,
+    FactorBiasParams,
+    non_negative,
+    rowwise_dot,
+)
 from tfrs_movies.models.registry import register
 
 _OVERSAMPLE = 10  # extra directions in the randomized range finder
@@ -178,8 +184,8 @@ class _ImputeRecommender(BiasedRatingModel):
             (len(self.users), len(self.catalogue)),
             rank=rank,
             shrinkage=shrinkage,
-            tol=self.params["tol"],
-            max_iterations=self.params["max_iterations"],
+            tol=self.params.tol,
+            max_iterations=self.params.max_iterations,
             seed=self.config.get("seed", 0),
         )
         self.history.update(history)
@@ -191,21 +197,23 @@ class SoftImputeRecommender(_ImputeRecommender):
     """Soft-Impute on the bias-removed matrix: singular values soft-thresholded by ``shrinkage``."""
 
     name = "soft_impute"
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "shrinkage": 14.0,
-        "max_rank": 100,
-        "tol": 1e-5,
-        "max_iterations": 100,
-        "reg_user": 5.0,
-        "reg_movie": 2.0,
-        "bias_iterations": 10,
-    }
+
+    @dataclass(frozen=True)
+    class Params(FactorBiasParams):
+        shrinkage: float = 14.0
+        max_rank: int = 100
+        tol: float = 1e-5
+        max_iterations: int = 100
+
+        def validate(self) -> None:
+            non_negative(self, "shrinkage", "max_rank", "tol", "max_iterations", "reg_user", "reg_movie",
+                          "bias_iterations")  # fmt: skip
 
     # On the contract suite's tiny data the default shrinkage leaves no factor at all; keep some.
     contract_params: ClassVar[dict[str, Any]] = {"shrinkage": 4.0}
 
     def _rank_and_shrinkage(self) -> tuple[int, float]:
-        return self.params["max_rank"], self.params["shrinkage"]
+        return self.params.max_rank, self.params.shrinkage
 
 
 @register
@@ -213,14 +221,15 @@ class HardImputeRecommender(_ImputeRecommender):
     """Hard-Impute on the bias-removed matrix: the top ``rank`` singular triplets, unshrunk."""
 
     name = "hard_impute"
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "rank": 2,
-        "tol": 1e-2,
-        "max_iterations": 100,
-        "reg_user": 5.0,
-        "reg_movie": 2.0,
-        "bias_iterations": 10,
-    }
+
+    @dataclass(frozen=True)
+    class Params(FactorBiasParams):
+        rank: int = 2
+        tol: float = 1e-2
+        max_iterations: int = 100
+
+        def validate(self) -> None:
+            non_negative(self, "rank", "tol", "max_iterations", "reg_user", "reg_movie", "bias_iterations")
 
     def _rank_and_shrinkage(self) -> tuple[int, float]:
-        return self.params["rank"], 0.0
+        return self.params.rank, 0.0

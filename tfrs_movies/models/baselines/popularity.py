@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,8 @@ import pandas as pd
 from tfrs_movies import schema as S
 from tfrs_movies.models.base import Recommender
 from tfrs_movies.models.registry import register
+from tfrs_movies.models.serving_parts import ServingParts, UserTable
+from tfrs_movies.models.state import State
 
 
 @register
@@ -28,8 +29,14 @@ class PopularityRecommender(Recommender):
     def _score_known(self, user_index: np.ndarray) -> np.ndarray:
         return np.tile(self.popularity, (len(user_index), 1))
 
-    def _save_state(self, path: Path) -> None:
+    def _state(self) -> State:
+        return State()  # the base class keeps the popularity itself
+
+    def _restore(self, state: State) -> None:
         pass
 
-    def _load_state(self, path: Path) -> None:
-        pass
+    def serving_parts(self) -> ServingParts:
+        """Dot form: every user's query is ``[1]``, every movie's candidate ``[popularity]``."""
+        ones = np.ones((len(self.users), 1), np.float32)
+        query = UserTable(self.users, ones, unknown=np.ones(1, np.float32))
+        return ServingParts(query=query, candidates=self.popularity[:, None].astype(np.float32))

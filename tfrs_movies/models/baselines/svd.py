@@ -10,13 +10,13 @@ split carved from ML-100K's u1.base.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from tfrs_movies.models.baselines.biases import BiasedRatingModel
+from tfrs_movies.models.baselines.biases import BiasedRatingModel, FactorBiasParams, non_negative
 from tfrs_movies.models.registry import register
 
 
@@ -47,17 +47,18 @@ class SVDRecommender(BiasedRatingModel):
     """Biases + rank-``rank`` truncated SVD of the residual matrix (``mu + b_u + b_i + U S V^T``)."""
 
     name = "svd"
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "rank": 10,
-        "reg_user": 5.0,
-        "reg_movie": 2.0,
-        "bias_iterations": 10,
-    }
+
+    @dataclass(frozen=True)
+    class Params(FactorBiasParams):
+        rank: int = 10
+
+        def validate(self) -> None:
+            non_negative(self, "rank", "reg_user", "reg_movie", "bias_iterations")
 
     def _fit_factors(
         self, rows: np.ndarray, cols: np.ndarray, residual: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         matrix = sp.csr_matrix((residual, (rows, cols)), shape=(len(self.users), len(self.catalogue)))
-        u, s, v = truncated_svd(matrix, self.params["rank"], self.config.get("seed", 0))
+        u, s, v = truncated_svd(matrix, self.params.rank, self.config.get("seed", 0))
         self.history["singular_values"] = s.tolist()
         return u * s, v
