@@ -26,7 +26,7 @@ GLocal-K): each weight is gated by ``max(0, 1 - |u_i - v_j|^2)`` of learned poin
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,8 +35,16 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_movies import schema as S
-from tfrs_movies.models.mf import MeanLossModel, RatingRecommender, make_optimizer
+from tfrs_movies.models.mf import (
+    MeanLossModel,
+    RatingParams,
+    RatingRecommender,
+    check_non_negative,
+    make_optimizer,
+)
 from tfrs_movies.models.registry import register
+from tfrs_movies.models.serving_parts import ServingParts
+from tfrs_movies.models.state import State
 
 RATINGS = "ratings"
 MASK = "mask"
@@ -108,7 +116,8 @@ class AutoRecModel(MeanLossModel):
             metrics=[tf.keras.metrics.RootMeanSquaredError()],
         )
 
-    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """The hidden code ``h`` of each input row (batch, hidden)."""
         x = inputs
         if self.input_dropout is not None:
             x = self.input_dropout(x, training=training)
@@ -116,7 +125,18 @@ class AutoRecModel(MeanLossModel):
             x = layer(x)
             if self.dropout is not None:
                 x = self.dropout(x, training=training)
-        return self.decoder(x)
+        return x
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.decoder(self.encode(inputs, training=training))
+
+    def decoder_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """The linear output layer as ``(W (hidden, n_inputs), c (n_inputs,))``: ``r_hat = h W + c``
+        (a local-kernel decoder's weights already gated)."""
+        kernel = self.decoder.kernel
+        if isinstance(self.decoder, LocalKernelDense):
+            kernel = kernel * self.decoder.gate()
+        return np.asarray(kernel, np.float32), np.asarray(self.decoder.bias, np.float32)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         mask = features[MASK]
@@ -140,35 +160,43 @@ class AutoRecRecommender(RatingRecommender):
     """AutoRec (``autorec``); see the module docstring."""
 
     name = "autorec"
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "kind": "item",
-        "hidden": 500,
-        "depth": 1,
-        "activation": "sigmoid",
-        "l2": 200.0,
-        "input_dropout": 0.2,
-        "dropout": 0.0,
-        "lr_decay": 0.95,
-        "refit": True,
-        "refit_epochs_scale": 1.0,
-        "kernel_dim": 0,
-        "kernel_l2": 0.0,
-    }
+
+    @dataclass(frozen=True)
+    class Params(RatingParams):
+        kind: str = "item"
+        hidden: int = 500
+        depth: int = 1
+        activation: str = "sigmoid"
+        l2: float = 200.0
+        input_dropout: float = 0.2
+        dropout: float = 0.0
+        lr_decay: float = 0.95
+        kernel_dim: int = 0
+        kernel_l2: float = 0.0
+
+        def validate(self) -> None:
+            super().validate()
+            if self.kind not in ("item", "user"):
+                raise ValueError(f"config key 'model.params.kind' must be item or user, got {self.kind!r}")
+            for key in ("hidden", "depth", "input_dropout", "dropout"):
+                value = getattr(self, key)
+                if key in ("hidden", "depth") and value < 1:
+                    raise ValueError(f"config key 'model.params.{key}' must be >= 1, got {value!r}")
+                if "dropout" in key and not 0 <= value < 1:
+                    raise ValueError(f"config key 'model.params.{key}' must be in [0, 1), got {value!r}")
+            check_non_negative(self, "l2", "lr_decay", "kernel_dim", "kernel_l2")
+
     contract_params: ClassVar[dict[str, Any]] = {"hidden": 16}
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
-        if self.params["kind"] not in ("item", "user"):
-            from tfrs_movies.config import ConfigError
-
-            raise ConfigError(f"model.params.kind must be 'item' or 'user', got {self.params['kind']!r}")
         self.inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, cols, ratings
         self._reconstruction: np.ndarray | None = None
 
     # ----- the rating matrix ----------------------------------------------------------------------
     @property
     def _item_based(self) -> bool:
-        return self.params["kind"] == "item"
+        return self.params.kind == "item"
 
     def _shape(self) -> tuple[int, int]:
         users, movies = len(self.users), len(self.catalogue)
@@ -200,15 +228,14 @@ class AutoRecRecommender(RatingRecommender):
     def _build_model(self) -> AutoRecModel:
         p = self.params
         n_rows, n_inputs = self._shape()
-        model = AutoRecModel(n_inputs, n_rows, p["hidden"], p["depth"], p["l2"], p["activation"],
-                             p["input_dropout"], p["dropout"], self.mu,
-                             p["kernel_dim"], p["kernel_l2"])  # fmt: skip
+        model = AutoRecModel(n_inputs, n_rows, p.hidden, p.depth, p.l2, p.activation,
+                             p.input_dropout, p.dropout, self.mu, p.kernel_dim, p.kernel_l2)  # fmt: skip
         model.compile(optimizer=make_optimizer(self.config))
         model(tf.zeros([1, n_inputs]))
         return model
 
     def _callbacks(self) -> list[tf.keras.callbacks.Callback]:
-        decay = self.params["lr_decay"]
+        decay = self.params.lr_decay
         if decay == 1.0:
             return []
         base = self.config["train"]["learning_rate"]
@@ -246,12 +273,27 @@ class AutoRecRecommender(RatingRecommender):
         return self.model.decoder.kernel.numpy().T  # (movies, hidden): each movie's output weights
 
     # ----- persistence ----------------------------------------------------------------------------
-    def _save_state(self, path: Path) -> None:
-        super()._save_state(path)
+    def _state(self) -> State:
         rows, cols, values = self.inputs
-        np.savez(path / "inputs.npz", rows=rows, cols=cols, values=values)
+        return super()._state().nest("inputs", State.of({"rows": rows, "cols": cols, "values": values}))
 
-    def _load_state(self, path: Path) -> None:
-        with np.load(path / "inputs.npz") as saved:
-            self.inputs = (saved["rows"], saved["cols"], saved["values"])
-        super()._load_state(path)
+    def _restore(self, state: State) -> None:
+        inputs = state.child("inputs")
+        self.inputs = (inputs["rows"], inputs["cols"], inputs["values"])
+        super()._restore(state)
+
+    # ----- serving --------------------------------------------------------------------------------
+    def serving_parts(self) -> ServingParts:
+        """Dot form: the output layer is linear, so ``r_hat[row, col] = h_row . W[:, col] + c_col``.
+
+        I-AutoRec (rows are movies, outputs users): query ``[W[:, u], c_u]``, candidate ``[h_i, 1]``
+        (each movie's hidden code from its train ratings). U-AutoRec (rows are users): query
+        ``[h_u, 1]``, candidate ``[W[:, i], c_i]``. The baseline is folded in for movies without
+        train ratings (:meth:`RatingRecommender.baseline_dot_parts`)."""
+        matrix, _ = self._dense(self.inputs)
+        codes = self.model.encode(tf.constant(matrix), training=False).numpy()  # (rows, hidden)
+        kernel, bias = self.model.decoder_weights()
+        outputs = np.concatenate([kernel.T, bias[:, None]], axis=1)  # (n_inputs, hidden + 1)
+        inputs = np.concatenate([codes, np.ones((len(codes), 1), np.float32)], axis=1)
+        users, movies = (outputs, inputs) if self._item_based else (inputs, outputs)
+        return self.baseline_dot_parts(users, movies)

@@ -16,7 +16,7 @@ and on the biases (``model.params.bias_l2``), as in Funk/Koren SVD. Embedding si
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,8 +26,10 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_movies import schema as S
 from tfrs_movies.features.pipeline import make_dataset
-from tfrs_movies.models.base import Recommender
+from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import register
+from tfrs_movies.models.serving_parts import ServingParts, UserTable, id_lookup
+from tfrs_movies.models.state import State, keras_weights, set_keras_weights
 
 USER_INDEX = "user_index"
 MOVIE_INDEX = "movie_index"
@@ -56,11 +58,33 @@ def make_optimizer(config: dict[str, Any]) -> tf.keras.optimizers.Optimizer:
     return by_name(train["optimizer"], train["learning_rate"])
 
 
+@dataclass(frozen=True)
+class RatingParams(ModelParams):
+    """Settings every rating network shares: after early stopping, train afresh on train + validation
+    (``refit``) for the best epoch count times ``refit_epochs_scale``."""
+
+    refit: bool = True
+    refit_epochs_scale: float = 1.0
+
+    def validate(self) -> None:
+        if self.refit_epochs_scale <= 0:
+            scale = self.refit_epochs_scale
+            raise ValueError(f"config key 'model.params.refit_epochs_scale' must be positive, got {scale!r}")
+
+
+def check_non_negative(params: ModelParams, *keys: str) -> None:
+    """ValueError naming the first of ``keys`` whose value is negative."""
+    for key in keys:
+        if getattr(params, key) < 0:
+            raise ValueError(f"config key 'model.params.{key}' must be >= 0, got {getattr(params, key)!r}")
+
+
 class RatingRecommender(Recommender):
     """Shared base of the rating networks (see the module docstring). Subclasses implement
     ``_fit_model`` and ``_predict_known(user_pos, movie_pos)`` (both known and trained)."""
 
     predicts_ratings: ClassVar[bool] = True
+    Params = RatingParams
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -97,10 +121,10 @@ class RatingRecommender(Recommender):
         self._fit_baseline(train)
         self._fit_model(train, valid, **kwargs)
         best = self.history.get("best_epoch")
-        if self.params.get("refit") and valid is not None and len(valid) and best:
+        if self.params.refit and valid is not None and len(valid) and best:
             # Train afresh on all of train (this split's train + validation) for the chosen epoch count.
             full = pd.concat([train, valid], ignore_index=True)
-            epochs = max(1, round(best[0] * self.params.get("refit_epochs_scale", 1.0)))
+            epochs = max(1, round(best[0] * self.params.refit_epochs_scale))
             first = self.history
             tf.keras.utils.set_random_seed(self.config["seed"])
             self._fit_baseline(full)
@@ -152,21 +176,48 @@ class RatingRecommender(Recommender):
         """A fresh, compiled Keras model with its weights built."""
         raise NotImplementedError
 
-    def _save_state(self, path: Path) -> None:
-        weights = self.model.get_weights() if self.model is not None else []
-        np.savez(path / "weights.npz", *weights)
-        np.savez(path / "baseline.npz", mu=np.float64(self.mu), b_user=self.b_user,
-                 b_movie=self.b_movie, trained_movies=self.trained_movies)  # fmt: skip
+    def _state(self) -> State:
+        state = State.of({
+            "mu": float(self.mu), "b_user": np.asarray(self.b_user), "b_movie": np.asarray(self.b_movie),
+            "trained_movies": np.asarray(self.trained_movies, dtype=bool),
+        })  # fmt: skip
+        if self.model is not None:
+            state.nest("network", State.of(keras_weights(self.model)))
+        return state
 
-    def _load_state(self, path: Path) -> None:
-        with np.load(path / "baseline.npz") as base:
-            self.mu = float(base["mu"])
-            self.b_user, self.b_movie = base["b_user"], base["b_movie"]
-            self.trained_movies = base["trained_movies"]
-        self.model = self._build_model()
-        with np.load(path / "weights.npz") as saved:
-            self.model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+    def _restore(self, state: State) -> None:
+        self.mu = float(state["mu"])
+        self.b_user, self.b_movie = state["b_user"], state["b_movie"]
+        self.trained_movies = state["trained_movies"].astype(bool)
+        network = state.child("network")
+        if network.arrays:
+            self.model = self._build_model()
+            set_keras_weights(self.model, network)
         self.on_weights_changed()
+
+    # ----- serving ------------------------------------------------------------------------------
+    def baseline_dot_parts(
+        self, user_rows: np.ndarray, movie_rows: np.ndarray, unknown: np.ndarray | None = None
+    ) -> ServingParts:
+        """Dot form of a network whose known-pair prediction is ``user_rows[u] . movie_rows[i]``, with
+        the baseline folded in for movies without train ratings (as :meth:`predict_positions`):
+        query ``[user_rows[u], mu + b_u, 1]``, candidate ``[movie_rows[i], 0, 0]`` for a trained
+        movie, ``[0, 1, b_i]`` for an untrained one. ``unknown`` is the unknown user's ``user_rows``
+        part (its baseline part is ``[mu, 1]``)."""
+        user_rows = np.asarray(user_rows, np.float64)
+        movie_rows = np.where(self.trained_movies[:, None], np.asarray(movie_rows, np.float64), 0.0)
+        untrained = (~self.trained_movies).astype(np.float64)
+        query = np.concatenate(
+            [user_rows, (self.mu + self.b_user)[:, None], np.ones((len(user_rows), 1))], axis=1
+        )
+        unknown = np.zeros(user_rows.shape[1]) if unknown is None else np.asarray(unknown, np.float64)
+        candidates = np.concatenate(
+            [movie_rows, untrained[:, None], (untrained * self.b_movie)[:, None]], axis=1
+        )
+        return ServingParts(
+            query=UserTable(self.users, query, unknown=np.concatenate([unknown, [self.mu, 1.0]])),
+            candidates=candidates.astype(np.float32),
+        )
 
 
 class PairRatingRecommender(RatingRecommender):
@@ -204,6 +255,32 @@ class PairRatingRecommender(RatingRecommender):
             }
             out.append(self.model(features, training=False).numpy().reshape(-1))
         return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+class PairScorer(tf.Module):
+    """``user_id (B,) -> (B, N)``: a pair network evaluated in-graph on every (user, catalogue movie)
+    pair, the baseline ``mu + b_u + b_i`` for movies without train ratings (as ``predict_positions``).
+    Unknown users get the network's unknown slot (index 0), never an error."""
+
+    def __init__(self, recommender: PairRatingRecommender):
+        super().__init__()
+        self.lookup = id_lookup(recommender.users)
+        self.network = recommender.model
+        self.trained = tf.Variable(np.asarray(recommender.trained_movies, bool), trainable=False)
+        baseline = np.concatenate([[recommender.mu], recommender.mu + recommender.b_user])
+        self.user_baseline = tf.Variable(baseline.astype(np.float32), trainable=False)
+        self.movie_baseline = tf.Variable(np.asarray(recommender.b_movie, np.float32), trainable=False)
+        self.n_movies = len(recommender.catalogue)
+
+    def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
+        rows = self.lookup(user_id)
+        batch = tf.shape(rows)[0]
+        users = tf.repeat(tf.cast(rows, tf.int32), self.n_movies)
+        movies = tf.tile(tf.range(1, self.n_movies + 1, dtype=tf.int32), [batch])
+        scores = self.network({USER_INDEX: users, MOVIE_INDEX: movies}, training=False)
+        scores = tf.reshape(tf.cast(scores, tf.float32), [batch, self.n_movies])
+        baseline = tf.gather(self.user_baseline, rows)[:, None] + self.movie_baseline[None, :]
+        return tf.where(self.trained[None, :], scores, baseline)
 
 
 class MeanLossModel(tfrs.Model):
@@ -268,18 +345,21 @@ class MFRecommender(PairRatingRecommender):
     """Biased matrix factorisation (``mf``); see the module docstring."""
 
     name = "mf"
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "l2": 0.1,
-        "bias_l2": 0.001,
-        "init_std": 0.05,
-        "refit": True,
-        "refit_epochs_scale": 1.0,
-    }
+
+    @dataclass(frozen=True)
+    class Params(RatingParams):
+        l2: float = 0.1
+        bias_l2: float = 0.001
+        init_std: float = 0.05
+
+        def validate(self) -> None:
+            super().validate()
+            check_non_negative(self, "l2", "bias_l2", "init_std")
 
     def _build_model(self) -> MFModel:
         p = self.params
         model = MFModel(len(self.users), len(self.catalogue), self.config["model"]["embedding_dim"],
-                        self.mu, p["l2"], p["bias_l2"], p["init_std"])  # fmt: skip
+                        self.mu, p.l2, p.bias_l2, p.init_std)  # fmt: skip
         model.compile(optimizer=make_optimizer(self.config))
         model({USER_INDEX: tf.zeros([1], tf.int32), MOVIE_INDEX: tf.zeros([1], tf.int32)})
         return model
@@ -305,3 +385,15 @@ class MFRecommender(PairRatingRecommender):
 
     def movie_embeddings(self) -> np.ndarray:
         return self.model.movie_factors.embeddings.numpy()[1:]
+
+    def serving_parts(self) -> ServingParts:
+        """Dot form: query ``[p_u, 1, mean + b_u]``, candidate ``[q_i, b_i, 1]`` (the network's factors and
+        biases), the baseline folded in for movies without train ratings."""
+        p, q, bu, bi, mean = self._vectors()
+        users = np.concatenate([p, np.ones((len(p), 1)), (mean + bu)[:, None]], axis=1)
+        movies = np.concatenate([q, bi[:, None], np.ones((len(q), 1))], axis=1)
+        m = self.model
+        unknown = np.concatenate([
+            m.user_factors.embeddings.numpy()[0], [1.0, mean + m.user_bias.embeddings.numpy()[0, 0]]
+        ])  # fmt: skip
+        return self.baseline_dot_parts(users, movies, unknown)

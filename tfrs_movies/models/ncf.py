@@ -10,6 +10,7 @@ The CF-MLP is the MLP branch alone (concatenated embeddings into dense layers, t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,9 +23,13 @@ from tfrs_movies.models.mf import (
     USER_INDEX,
     MeanLossModel,
     PairRatingRecommender,
+    PairScorer,
+    RatingParams,
+    check_non_negative,
     make_optimizer,
 )
 from tfrs_movies.models.registry import register
+from tfrs_movies.models.serving_parts import ServingParts
 
 
 class NeuMFModel(MeanLossModel):
@@ -81,19 +86,27 @@ class NCFRecommender(PairRatingRecommender):
 
     name = "ncf"
     gmf: ClassVar[bool] = True
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "layers": [64, 32, 16],
-        "dropout": 0.2,
-        "l2": 0.01,
-        "refit": True,
-        "refit_epochs_scale": 1.0,
-    }
+
+    @dataclass(frozen=True)
+    class Params(RatingParams):
+        layers: list[int] = field(default_factory=lambda: [64, 32, 16])
+        dropout: float = 0.2
+        l2: float = 0.01
+
+        def validate(self) -> None:
+            super().validate()
+            check_non_negative(self, "l2")
+            if not 0 <= self.dropout < 1:
+                raise ValueError(f"config key 'model.params.dropout' must be in [0, 1), got {self.dropout!r}")
+            if any(width < 1 for width in self.layers):
+                raise ValueError(f"config key 'model.params.layers' widths must be >= 1, got {self.layers!r}")
+
     contract_params: ClassVar[dict[str, Any]] = {"layers": [16, 8]}
 
     def _build_model(self) -> NeuMFModel:
         p = self.params
         model = NeuMFModel(len(self.users), len(self.catalogue), self.config["model"]["embedding_dim"],
-                           list(p["layers"]), p["dropout"], p["l2"], self.mu, gmf=self.gmf)  # fmt: skip
+                           list(p.layers), p.dropout, p.l2, self.mu, gmf=self.gmf)  # fmt: skip
         model.compile(optimizer=make_optimizer(self.config))
         model({USER_INDEX: tf.zeros([1], tf.int32), MOVIE_INDEX: tf.zeros([1], tf.int32)})
         return model
@@ -104,6 +117,10 @@ class NCFRecommender(PairRatingRecommender):
             tables.insert(0, self.model.gmf_movie.embeddings.numpy()[1:])
         return np.concatenate(tables, axis=1)
 
+    def serving_parts(self) -> ServingParts:
+        """Scorer form: the network on every (user, catalogue movie) pair in-graph (not a dot product)."""
+        return ServingParts(scorer=PairScorer(self))
+
 
 @register
 class CFMLPRecommender(NCFRecommender):
@@ -111,7 +128,7 @@ class CFMLPRecommender(NCFRecommender):
 
     name = "cf_mlp"
     gmf: ClassVar[bool] = False
-    param_defaults: ClassVar[dict[str, Any]] = {
-        **NCFRecommender.param_defaults,
-        "layers": [128, 64, 32],
-    }
+
+    @dataclass(frozen=True)
+    class Params(NCFRecommender.Params):
+        layers: list[int] = field(default_factory=lambda: [128, 64, 32])
