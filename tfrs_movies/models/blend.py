@@ -17,17 +17,21 @@ and movies are each member's own fallback (global mean + known bias for the rati
 
 from __future__ import annotations
 
-import json
+import copy
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tfrs_movies import schema as S
-from tfrs_movies.models.base import Recommender
+from tfrs_movies.models.base import ModelParams, Recommender
+from tfrs_movies.models.hybrid import MemberScorer, members_state, restore_members
 from tfrs_movies.models.registry import build_model, get_model_class, register
+from tfrs_movies.models.serving_parts import ServingParts, UserTable
+from tfrs_movies.models.state import State
 
 # The blend of configs/ml100k_u1_rating.yaml (RMSE 0.890 on ML-100K u1.test).
 _AUTOREC_TRAIN = {
@@ -56,19 +60,59 @@ def ridge_weights(features: np.ndarray, target: np.ndarray, ridge: float) -> tup
     return float(y_mean - x_mean @ weights), weights
 
 
+class BlendScorer(tf.Module):
+    """``user_id (B,) -> (B, N)``: ``intercept + sum_k w_k clip(member_k)`` (and, with ``meta``, the
+    same predictions times the user's and the movie's log train counts), as :meth:`BlendRecommender.score`."""
+
+    def __init__(self, blend: BlendRecommender):
+        super().__init__()
+        self.members = [MemberScorer(m, blend.catalogue) for m in blend.members]
+        self.low, self.high = (float(x) for x in blend.rating_scale)
+        self.intercept = float(blend.intercept)
+        self.weights = [float(w) for w in blend.weights]
+        self.meta = bool(blend.params.meta)
+        if self.meta:
+            self.user_log_count = UserTable(blend.users, blend.user_log_count)
+            self.movie_log_count = tf.Variable(np.asarray(blend.movie_log_count, np.float32), trainable=False)
+
+    def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
+        predictions = [tf.clip_by_value(m(user_id), self.low, self.high) for m in self.members]
+        features = list(predictions)
+        if self.meta:
+            users = self.user_log_count(user_id)  # (B, 1)
+            features += [p * users for p in predictions]
+            features += [p * self.movie_log_count[None, :] for p in predictions]
+        total = self.intercept
+        for weight, feature in zip(self.weights, features, strict=True):
+            total = total + weight * feature
+        return total
+
+
+@dataclass(frozen=True)
+class BlendParams(ModelParams):
+    members: list[dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_MEMBERS))
+    ridge: float = 1.0
+    meta: bool = False
+    refit: bool = True
+    refit_epochs_scale: float = 1.0
+
+    def validate(self) -> None:
+        if not self.members:
+            raise ValueError("config key 'model.params.members' needs at least one member")
+        if self.ridge < 0:
+            raise ValueError(f"config key 'model.params.ridge' must be >= 0, got {self.ridge!r}")
+        if self.refit_epochs_scale <= 0:
+            scale = self.refit_epochs_scale
+            raise ValueError(f"config key 'model.params.refit_epochs_scale' must be positive, got {scale!r}")
+
+
 @register
 class BlendRecommender(Recommender):
     """Ridge blend of rating models, weights from validation; see the module docstring."""
 
     name = "blend"
     predicts_ratings: ClassVar[bool] = True
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "members": DEFAULT_MEMBERS,
-        "ridge": 1.0,
-        "meta": False,
-        "refit": True,
-        "refit_epochs_scale": 1.0,
-    }
+    Params = BlendParams
     contract_params: ClassVar[dict[str, Any]] = {
         "members": [
             {"model.name": "mf", "model.embedding_dim": 8},
@@ -96,7 +140,7 @@ class BlendRecommender(Recommender):
         cls = get_model_class(name)
         if not cls.predicts_ratings:
             raise ValueError(f"blend member {name!r} does not predict ratings")
-        if "refit" in cls.param_defaults:
+        if "refit" in cls.param_fields():
             config["model"]["params"]["refit"] = False  # the blend decides about refits
         if refit_epochs is not None:
             config["train"]["epochs"] = refit_epochs
@@ -105,7 +149,7 @@ class BlendRecommender(Recommender):
     def features(self, user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
         """(n, n_features): each member's clipped prediction (times the support terms with ``meta``)."""
         preds = np.stack([m.predict(user_ids, movie_ids).astype(np.float64) for m in self.members], axis=1)
-        if not self.params["meta"]:
+        if not self.params.meta:
             return preds
         u = pd.Index(self.users).get_indexer(np.asarray(user_ids).astype(np.int64))
         i = pd.Index(self.catalogue).get_indexer(np.asarray(movie_ids).astype(np.int64))
@@ -125,7 +169,7 @@ class BlendRecommender(Recommender):
         history: dict[str, list[float]] = {}
         epochs: list[int | None] = []
         self.members = []
-        for k, overrides in enumerate(p["members"]):
+        for k, overrides in enumerate(p.members):
             start = time.perf_counter()
             member = build_model(self.member_config(overrides)).fit(train, dataset, valid)
             best = member.history.get("best_epoch")
@@ -135,25 +179,23 @@ class BlendRecommender(Recommender):
         if valid is None or not len(valid):
             # Nothing to learn the weights from: the plain average.
             n = len(self.members)
-            self.intercept, self.weights = 0.0, np.full(n * (3 if p["meta"] else 1), 0.0)
+            self.intercept, self.weights = 0.0, np.full(n * (3 if p.meta else 1), 0.0)
             self.weights[:n] = 1.0 / n
         else:
             users, movies = valid[S.USER_ID].to_numpy(), valid[S.MOVIE_ID].to_numpy()
             target = valid[S.RATING].to_numpy(np.float64)
             x = self.features(users, movies)
-            self.intercept, self.weights = ridge_weights(x, target, p["ridge"])
+            self.intercept, self.weights = ridge_weights(x, target, p.ridge)
             for k in range(len(self.members)):
                 history[f"member{k}_val_rmse"] = [float(np.sqrt(np.mean((x[:, k] - target) ** 2)))]
             blended = np.clip(self.intercept + x @ self.weights, *self.rating_scale)
             history["val_rmse"] = [float(np.sqrt(np.mean((blended - target) ** 2)))]
             history["val_rmse_cv"] = [self._cross_validated_rmse(x, target)]
-            if p["refit"]:
+            if p.refit:
                 full = pd.concat([train, valid], ignore_index=True)
-                for k, overrides in enumerate(p["members"]):
+                for k, overrides in enumerate(p.members):
                     start = time.perf_counter()
-                    n_epochs = (
-                        None if epochs[k] is None else max(1, round(epochs[k] * p["refit_epochs_scale"]))
-                    )
+                    n_epochs = None if epochs[k] is None else max(1, round(epochs[k] * p.refit_epochs_scale))
                     config = self.member_config(overrides, n_epochs)
                     self.members[k] = build_model(config).fit(full, dataset, None)
                     history[f"member{k}_refit_seconds"] = [time.perf_counter() - start]
@@ -169,7 +211,7 @@ class BlendRecommender(Recommender):
             held = fold == f
             if held.all() or not held.any():
                 return float("nan")
-            intercept, weights = ridge_weights(x[~held], target[~held], self.params["ridge"])
+            intercept, weights = ridge_weights(x[~held], target[~held], self.params.ridge)
             out[held] = intercept + x[held] @ weights
         return float(np.sqrt(np.mean((np.clip(out, *self.rating_scale) - target) ** 2)))
 
@@ -186,18 +228,23 @@ class BlendRecommender(Recommender):
         return blended.reshape(len(user_index), n).astype(np.float32)
 
     # ----- persistence ----------------------------------------------------------------------------
-    def _save_state(self, path: Path) -> None:
-        for k, member in enumerate(self.members):
-            member.save(path / "members" / str(k))
-        np.savez(path / "blend.npz", intercept=np.float64(self.intercept), weights=self.weights,
-                 user_log_count=self.user_log_count, movie_log_count=self.movie_log_count)  # fmt: skip
-        (path / "members.json").write_text(json.dumps(len(self.members)))
+    def _state(self) -> State:
+        state = members_state(self.members)
+        state["intercept"] = float(self.intercept)
+        state["weights"] = np.asarray(self.weights, dtype=np.float64)
+        state["user_log_count"] = np.asarray(self.user_log_count, dtype=np.float64)
+        state["movie_log_count"] = np.asarray(self.movie_log_count, dtype=np.float64)
+        return state
 
-    def _load_state(self, path: Path) -> None:
-        count = json.loads((path / "members.json").read_text())
-        self.members = [Recommender.load(path / "members" / str(k)) for k in range(count)]
-        with np.load(path / "blend.npz") as state:
-            self.intercept = float(state["intercept"])
-            self.weights = state["weights"]
-            self.user_log_count = state["user_log_count"]
-            self.movie_log_count = state["movie_log_count"]
+    def _restore(self, state: State) -> None:
+        self.members = restore_members(state)
+        self.intercept = float(state["intercept"])
+        self.weights = state["weights"]
+        self.user_log_count = state["user_log_count"]
+        self.movie_log_count = state["movie_log_count"]
+
+    # ----- serving --------------------------------------------------------------------------------
+    def serving_parts(self) -> ServingParts:
+        """Scorer form: every member's catalogue scorer, clipped to the rating scale as its ``predict``
+        is, then the learned linear blend (with the support terms when ``meta``), in TensorFlow."""
+        return ServingParts(scorer=BlendScorer(self))

@@ -16,18 +16,21 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tfrs_movies import schema as S
 from tfrs_movies.config import ConfigError, merge
 from tfrs_movies.data.splits import per_user_random_mask
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
-from tfrs_movies.models.base import Recommender
-from tfrs_movies.models.registry import build_model, register
+from tfrs_movies.models.base import ModelParams, Recommender
+from tfrs_movies.models.registry import build_model, get_model_class, register
+from tfrs_movies.models.serving_parts import ServingParts
+from tfrs_movies.models.state import State
 
 
 def standardise_rows(scores: np.ndarray) -> np.ndarray:
@@ -47,22 +50,100 @@ def simplex_grid(n: int, step: float) -> list[tuple[float, ...]]:
     ]
 
 
+# ----- composites: members' states and scorers ------------------------------------------------------
+def members_state(members: list[Recommender]) -> State:
+    """Every member's full state under ``members/<k>/``, with its model name and config (JSON)."""
+    state = State.of({
+        "member_names": [m.name for m in members], "member_configs": [m.config for m in members],
+    })  # fmt: skip
+    for k, member in enumerate(members):
+        state.nest(f"members/{k}", member.state())
+    return state
+
+
+def restore_members(state: State) -> list[Recommender]:
+    """The inverse of :func:`members_state`: each member rebuilt by its own class."""
+    return [
+        get_model_class(name).from_state(config, state.child(f"members/{k}"))
+        for k, (name, config) in enumerate(zip(state["member_names"], state["member_configs"], strict=True))
+    ]
+
+
+class MemberScorer(tf.Module):
+    """``user_id (B,) -> (B, N)``: a member's catalogue scorer, its columns put in the composite's
+    catalogue order (a member refitted on train + validation may know more movies)."""
+
+    def __init__(self, member: Recommender, catalogue: np.ndarray):
+        super().__init__()
+        self.scorer = member.serving_parts().catalogue_scorer()
+        self.columns = None
+        if not np.array_equal(member.catalogue, catalogue):
+            columns = pd.Index(member.catalogue).get_indexer(catalogue)
+            if (columns < 0).any():
+                raise ValueError(f"member {member.name!r} does not score every movie of the catalogue")
+            self.columns = tf.constant(columns.astype(np.int32))
+
+    def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
+        scores = tf.cast(self.scorer(user_id), tf.float32)
+        return scores if self.columns is None else tf.gather(scores, self.columns, axis=1)
+
+
+class StandardisedSum(tf.Module):
+    """``user_id (B,) -> (B, N)``: ``sum_k w_k standardise_rows(member_k(user_id))``, in TensorFlow."""
+
+    def __init__(self, members: list[Recommender], weights: np.ndarray, catalogue: np.ndarray):
+        super().__init__()
+        self.members = [MemberScorer(m, catalogue) for m in members]
+        self.weights = [float(w) for w in weights]
+
+    def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
+        total = None
+        for weight, member in zip(self.weights, self.members, strict=True):
+            scores = member(user_id)
+            mean = tf.reduce_mean(scores, axis=1, keepdims=True)
+            std = tf.math.reduce_std(scores, axis=1, keepdims=True)
+            term = weight * (scores - mean) / tf.where(std > 0, std, tf.ones_like(std))
+            total = term if total is None else total + term
+        return total
+
+
+@dataclass(frozen=True)
+class HybridParams(ModelParams):
+    # Each component: {"model": <registered name>, "set": {<config key>: value, ...}}.
+    components: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"model": "retrieval", "set": {}}, {"model": "ease", "set": {}}]
+    )
+    metric: str = "ndcg@10"
+    grid_step: float = 0.1
+    weights: list[float] = field(default_factory=list)  # fixed weights instead of the validation search
+    # Share of the validation ratings (per user) kept apart for choosing the weights; the rest is
+    # what components early-stop on. Disjoint, so a component that early-stopped on its half does
+    # not look better than it is when the weights are chosen.
+    weight_fraction: float = 0.5
+
+    def validate(self) -> None:
+        for spec in self.components:
+            if "model" not in spec:
+                raise ValueError(f"config key 'model.params.components' entries need 'model', got {spec!r}")
+        if self.weights and len(self.weights) != len(self.components):
+            raise ValueError("config key 'model.params.weights' needs one weight per component")
+        name, _, k = self.metric.partition("@")
+        if not name or not k.isdigit():
+            raise ValueError(f"config key 'model.params.metric' must look like ndcg@10, got {self.metric!r}")
+        if not 0 < self.grid_step <= 1:
+            raise ValueError(f"config key 'model.params.grid_step' must be in (0, 1], got {self.grid_step!r}")
+        if not 0 <= self.weight_fraction <= 1:
+            raise ValueError(
+                f"config key 'model.params.weight_fraction' must be in [0, 1], got {self.weight_fraction!r}"
+            )
+
+
 @register
 class HybridRecommender(Recommender):
     """Weighted sum of standardised component scores, weights chosen on validation."""
 
     name = "hybrid"
-    param_defaults: ClassVar[dict[str, Any]] = {
-        # Each component: {"model": <registered name>, "set": {<config key>: value, ...}}.
-        "components": [{"model": "retrieval", "set": {}}, {"model": "ease", "set": {}}],
-        "metric": "ndcg@10",
-        "grid_step": 0.1,
-        "weights": [],  # fixed weights instead of the validation search
-        # Share of the validation ratings (per user) kept apart for choosing the weights; the rest is
-        # what components early-stop on. Disjoint, so a component that early-stopped on its half does
-        # not look better than it is when the weights are chosen.
-        "weight_fraction": 0.5,
-    }
+    Params = HybridParams
     contract_params: ClassVar[dict[str, Any]] = {
         "components": [
             {"model": "popularity", "set": {}},
@@ -90,18 +171,18 @@ class HybridRecommender(Recommender):
     def _fit(
         self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any
     ) -> None:
-        specs = self.params["components"]
+        specs = self.params.components
         stop_valid, weight_valid = valid, valid
-        if valid is not None and len(valid) and 0 < self.params["weight_fraction"] < 1:
+        if valid is not None and len(valid) and 0 < self.params.weight_fraction < 1:
             held = per_user_random_mask(
-                valid, self.params["weight_fraction"], self.config["seed"], min_ratings=1
+                valid, self.params.weight_fraction, self.config["seed"], min_ratings=1
             )
             stop_valid, weight_valid = valid[~held], valid[held]
         self.components = [
             build_model(self.component_config(spec)).fit(train, dataset, stop_valid, **kwargs)
             for spec in specs
         ]
-        fixed = self.params["weights"]
+        fixed = self.params.weights
         if fixed:
             if len(fixed) != len(specs):
                 raise ConfigError("model.params.weights needs one weight per component")
@@ -110,7 +191,7 @@ class HybridRecommender(Recommender):
         if valid is None or not len(valid):
             self.weights = np.full(len(specs), 1.0 / len(specs))
             return
-        k = int(self.params["metric"].split("@")[1])
+        k = int(self.params.metric.split("@")[1])
         # The early-stopping half counts as seen history when ranking the weight half.
         evaluator = FullRankingEvaluator(pd.concat([train, stop_valid]), weight_valid, self.catalogue, ks=[k])
         for component in self.components:
@@ -118,16 +199,16 @@ class HybridRecommender(Recommender):
         rows = [standardise_rows(c.score(evaluator.users)) for c in self.components]
         best = (-np.inf, None)
         results = {}
-        for weights in simplex_grid(len(rows), self.params["grid_step"]):
+        for weights in simplex_grid(len(rows), self.params.grid_step):
             blended = sum(w * r for w, r in zip(weights, rows, strict=True))
             value = evaluator.evaluate(lambda users, b=blended: b[np.searchsorted(evaluator.users, users)])[
-                self.params["metric"]
+                self.params.metric
             ]
             results[json.dumps(weights)] = value
             if value > best[0]:
                 best = (value, weights)
         self.weights = np.asarray(best[1])
-        self.validation = {"metric": self.params["metric"], "best": best[0], "grid": results}
+        self.validation = {"metric": self.params.metric, "best": best[0], "grid": results}
         # With the weights fixed, components that do not early-stop learn from every training rating.
         everything = pd.concat([train, valid], ignore_index=True)
         for i, spec in enumerate(specs):
@@ -145,18 +226,21 @@ class HybridRecommender(Recommender):
             w * standardise_rows(c.score(users)) for w, c in zip(self.weights, self.components, strict=True)
         ).astype(np.float32)
 
-    def _save_state(self, path: Path) -> None:
-        for i, component in enumerate(self.components):
-            component.save(path / f"component_{i}")
-        np.save(path / "weights.npy", self.weights)
-        (path / "validation.json").write_text(json.dumps(self.validation))
+    def _state(self) -> State:
+        state = members_state(self.components)
+        state["weights"] = np.asarray(self.weights, dtype=np.float64)
+        state["validation"] = self.validation
+        return state
 
-    def _load_state(self, path: Path) -> None:
-        self.weights = np.load(path / "weights.npy")
-        self.components = [
-            Recommender.load(path / f"component_{i}") for i in range(len(self.params["components"]))
-        ]
-        self.validation = json.loads((path / "validation.json").read_text())
+    def _restore(self, state: State) -> None:
+        self.weights = state["weights"]
+        self.validation = dict(state["validation"])
+        self.components = restore_members(state)
+
+    def serving_parts(self) -> ServingParts:
+        """Scorer form: each component's catalogue scorer, standardised per user and summed with the
+        learned weights in TensorFlow (as :meth:`_score_known`)."""
+        return ServingParts(scorer=StandardisedSum(self.components, self.weights, self.catalogue))
 
 
 def _nest(key: str, value: Any) -> dict[str, Any]:
