@@ -295,7 +295,7 @@ class SequenceRecommender(Recommender):
 
     def user_embeddings(self, user_ids: np.ndarray) -> np.ndarray:
         user_ids = np.asarray(user_ids)
-        parts = [self.model.query_tower(self.user_rows(user_ids[i : i + 1024])).numpy()
+        parts = [self.model.history_tower(self.user_rows(user_ids[i : i + 1024])).numpy()
                  for i in range(0, len(user_ids), 1024)]  # fmt: skip
         return (
             np.concatenate(parts)

@@ -87,8 +87,8 @@ class SequenceModel(tfrs.Model):
                  rating_head: RatingHead | None, pair_head: PairHead | None, temperature: float,
                  retrieval_weight: float, rating_weight: float, causal: bool) -> None:  # fmt: skip
         super().__init__()
-        # The encoder and query layers; exposed as ``query_tower`` only with a retrieval head, so that
-        # the top-K export (which looks for ``query_tower``) skips rating-only models.
+        # The encoder and query layers (the retrieval query with a retrieval head; the rating head reads
+        # its encoded history either way).
         self.history_tower = query_tower
         self.candidate_tower = candidate_tower
         self.rating_head = rating_head
@@ -105,12 +105,6 @@ class SequenceModel(tfrs.Model):
             loss=tf.keras.losses.MeanSquaredError(), metrics=[tf.keras.metrics.RootMeanSquaredError()]
         )
         self.phase = "main"  # "pair": train the pair head only, on pair batches
-
-    @property
-    def query_tower(self) -> QueryTower:
-        if self.retrieval_weight <= 0:
-            raise AttributeError("query_tower: this sequence model has no retrieval head")
-        return self.history_tower
 
     # ----- losses ----------------------------------------------------------------------------------
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
