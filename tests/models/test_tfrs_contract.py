@@ -213,11 +213,20 @@ def test_scorers_trace_with_any_batch_and_survive_a_savedmodel(case, fitted, tmp
 
 
 @pytest.mark.slow
-def test_ranking_writer_saves_the_ranking_savedmodel(fitted, world, tmp_path):
+@pytest.mark.parametrize(
+    "case, output, transform",
+    [
+        ("ranking_cosine", "rating", "user_normalizer"),
+        ("rating_classifier", "probability", "sigmoid"),
+        ("dnn_multi_embedding", "probability", "sigmoid"),
+        ("multitask_retrieval", "rating", "identity"),
+    ],
+)
+def test_ranking_writer_saves_the_ranking_savedmodel(case, output, transform, fitted, world, tmp_path):
     _, split = world
-    model = fitted("ranking_cosine")
+    model = fitted(case)
     entry = model.serving_parts().ranking(tmp_path)
-    assert entry["output"] == "rating" and entry["transform"] == "user_normalizer"
+    assert entry["output"] == output and entry["transform"] == transform
     assert (tmp_path / "saved_model.pb").is_file() and (tmp_path / "ranking.json").is_file()
     loaded = tf.saved_model.load(str(tmp_path))
     assert set(loaded.signatures) == {"serving_default", "from_features"}
@@ -226,7 +235,7 @@ def test_ranking_writer_saves_the_ranking_savedmodel(fitted, world, tmp_path):
         user_id=_ids(pairs[S.USER_ID]), movie_id=_ids(pairs[S.MOVIE_ID])
     )
     np.testing.assert_allclose(
-        out["rating"].numpy(), model.predict(pairs[S.USER_ID].to_numpy(), pairs[S.MOVIE_ID].to_numpy()),
+        out[output].numpy(), model.predict(pairs[S.USER_ID].to_numpy(), pairs[S.MOVIE_ID].to_numpy()),
         atol=1e-4,
     )  # fmt: skip
 

@@ -181,7 +181,10 @@ class MultitaskRecommender(TowerRecommender):
     def serving_parts(self) -> ServingParts:
         """Ranking by retrieval: dot form (the user tower over in-graph features, the movie tower's
         vectors; request features too when the user tower reads a cold-start feature). Ranking by
-        rating: the scorer form of every tower model. Either way the rating head is the ranking module."""
+        rating: the scorer form of every tower model. Either way the rating head is the ranking module.
+
+        The dot form scores a movie the towers cannot represent (no train rating, no cold-start
+        feature) by its OOV vector, where :meth:`score` ties it with the user's worst movie."""
         if self.score_is_prediction:
             return super().serving_parts()
         tower = self.model.user_tower
