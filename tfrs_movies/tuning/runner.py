@@ -2,7 +2,7 @@
 
 The winner is the finished trial with the best *validation* figure (``metric``); nothing during the
 search reads the test split. When the search is complete (every grid point, or the Optuna budget),
-the winner is refitted once by :func:`~tfrs_movies.training.experiment.run_experiment` into
+the winner is refitted once by :func:`~tfrs_movies.training.experiment.run` (on test) into
 ``<tune_dir>/best/`` (a normal run directory, test figures in its ``metrics.json``) and summarised in
 ``<tune_dir>/best.json``; a later invocation with the same winner reuses it instead of reading test again.
 """
@@ -309,18 +309,16 @@ def final_test(store: TuningDir, base: dict[str, Any], winner: dict[str, Any], m
         if old.get("trial_id") == winner["trial_id"] and old.get("metric") == metric:
             say(f"test figure of trial {winner['trial_id']} already computed: {path}")
             return old
-    from tfrs_movies.training.experiment import run_experiment
+    from tfrs_movies.training.experiment import run
 
     config = C.merge(base, winner["overrides"])
     run_dir = store.root / "best"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    config["run_dir"] = str(run_dir)
     config["train"]["verbose"] = 0
-    experiment = run_experiment(config, say=lambda _: None)
-    metrics = dict(experiment.metrics)
-    metrics["parameters"] = parameter_count(experiment.model)
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    experiment = run(config, "test", say=lambda _: None, run_dir=run_dir,
+                     extra_figures=lambda model, split: {"parameters": parameter_count(model)})  # fmt: skip
+    metrics = experiment.metrics
     test = {k: v for k, v in metrics.items() if isinstance(v, float) and k != "train_seconds"}
     best = {
         "trial_id": winner["trial_id"],
@@ -335,8 +333,8 @@ def final_test(store: TuningDir, base: dict[str, Any], winner: dict[str, Any], m
         "refit_train_seconds": metrics.get("train_seconds"),
         "trials_finished": n_trials,
         "run_dir": str(run_dir),
-        "how": "winner chosen on validation; refitted once with run_experiment (same protocol as "
-        "python -m tfrs_movies.train) and evaluated once on test",
+        "how": "winner chosen on validation; refitted once by the experiment runner on test (same "
+        "protocol as python -m tfrs_movies.train) and evaluated once on test",
     }
     atomic_write_json(path, best)
     shown = f"{test[metric]:.4f}" if metric in test else "n/a"
