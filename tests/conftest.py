@@ -38,3 +38,55 @@ def tiny_world():
     from tfrs_movies.data.synthetic import generate_world
 
     return generate_world(n_users=200, n_movies=150, n_ratings=6000, seed=7)
+
+
+# ----- one fitted and exported model of each serving kind, shared by every test module -------------
+RETRIEVAL = {
+    "model.name": "retrieval", "model.embedding_dim": 16, "train.epochs": 2, "train.verbose": 0,
+    "model.user_features": ["id", "gender", "age", "history"], "model.movie_features": ["id", "genres"],
+    "export.enabled": False,
+}  # fmt: skip
+MULTITASK = {
+    "model.name": "multitask", "model.embedding_dim": 8, "train.epochs": 2, "train.verbose": 0,
+    "model.user_features": ["id", "gender", "age"], "model.movie_features": ["id", "genres"],
+    "model.params.head_layers": [16], "export.enabled": False,
+}  # fmt: skip
+RETRIEVAL_K_MAX = 40
+MULTITASK_K_MAX = 30
+
+
+def _fit(config: dict, dataset):
+    from tfrs_movies.config import load_config
+    from tfrs_movies.models.registry import build_model
+
+    model = build_model(load_config(None, config))
+    model.fit(dataset.ratings, dataset)
+    return model
+
+
+@pytest.fixture(scope="session")
+def fitted_retrieval(tiny_world):
+    """A two-tower retrieval model with side features, fitted on the whole tiny world."""
+    return _fit(RETRIEVAL, tiny_world.dataset)
+
+
+@pytest.fixture(scope="session")
+def exported_retrieval(fitted_retrieval, tiny_world, tmp_path_factory):
+    from tfrs_movies.serving.export import export_run
+
+    run_dir = tmp_path_factory.mktemp("retrieval_run")
+    return export_run(fitted_retrieval, tiny_world.dataset, run_dir, k_max=RETRIEVAL_K_MAX)
+
+
+@pytest.fixture(scope="session")
+def fitted_multitask(tiny_world):
+    """A multitask (retrieval + rating) model with demographics, fitted on the whole tiny world."""
+    return _fit(MULTITASK, tiny_world.dataset)
+
+
+@pytest.fixture(scope="session")
+def exported_multitask(fitted_multitask, tiny_world, tmp_path_factory):
+    from tfrs_movies.serving.export import export_run
+
+    run_dir = tmp_path_factory.mktemp("multitask_run")
+    return export_run(fitted_multitask, tiny_world.dataset, run_dir, k_max=MULTITASK_K_MAX)

@@ -1,21 +1,38 @@
 """The contract every registered model honours, run on tiny generated data.
 
-A new model gets these tests by registering itself; it may add ``contract_params`` (a ClassVar of
-``model.params`` overrides) to stay fast on tiny data.
+A new model gets every test here by registering itself: fitting, ranges, seen-movie exclusion, the
+cold start, save -> load without pickle, its serving parts, the SavedModel export served from a fresh
+process, and determinism under one seed. A model slow at its defaults declares smaller settings in
+``contract_params``.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tfrs_movies import schema as S
-from tfrs_movies.config import load_config
+from tfrs_movies.config import ConfigError, load_config
 from tfrs_movies.data.splits import random_split, with_validation
 from tfrs_movies.models.base import Recommender
 from tfrs_movies.models.registry import build_model, get_model_class, model_names
+from tfrs_movies.models.state import ARRAYS_FILE, MODEL_FILE, ModelFormatError
 
 NAMES = model_names()
+USERS = 8  # users compared per model between the in-memory model and its export
+
+
+def contract_config(name: str, seed: int = 42) -> dict:
+    overrides = {"model.name": name, "train.epochs": 3, "train.verbose": 0, "train.batch_size": 256,
+                 "seed": seed, "export.enabled": False}  # fmt: skip
+    overrides.update({f"model.params.{k}": v for k, v in get_model_class(name).contract_params.items()})
+    return load_config(None, overrides)
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +41,33 @@ def world_split(tiny_world):
 
 
 @pytest.fixture(scope="module")
-def fitted(world_split, tmp_path_factory):
+def fitted(world_split):
     """Each model fitted once (lazily) and shared by the tests below."""
     dataset, split = world_split
     cache: dict[str, Recommender] = {}
 
     def get(name: str) -> Recommender:
         if name not in cache:
-            cls = get_model_class(name)
-            overrides = {"model.name": name, "train.epochs": 3, "train.verbose": 0, "train.batch_size": 256}
-            overrides.update({f"model.params.{k}": v for k, v in getattr(cls, "contract_params", {}).items()})
-            model = build_model(load_config(None, overrides))
+            model = build_model(contract_config(name))
             model.fit(split.train, dataset, split.valid)
             cache[name] = model
         return cache[name]
 
     return get
+
+
+def assert_same_top(ids_a, scores_a, ids_b, scores_b, tol: float = 1e-4) -> None:
+    """Same top list: the same scores up to a per-user constant, and the same movie at every rank whose
+    score is not tied (within ``tol``) with a neighbour's."""
+    scores_a, scores_b = np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)
+    scale = max(1.0, float(np.abs(scores_a).max()))
+    np.testing.assert_allclose(scores_a - scores_a[0], scores_b - scores_b[0], atol=tol * scale)
+    gaps = np.abs(np.diff(scores_a))
+    tied = np.zeros(len(scores_a), bool)
+    tied[:-1] |= gaps <= tol * scale
+    tied[1:] |= gaps <= tol * scale
+    tied[-1] = True  # the last rank may tie with the first movie left out
+    np.testing.assert_array_equal(np.asarray(ids_a)[~tied], np.asarray(ids_b)[~tied])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -88,10 +116,11 @@ def test_unknown_users_and_similar_movies_never_crash(name, fitted):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_save_then_load_gives_the_same_outputs(name, fitted, world_split, tmp_path):
+def test_save_then_load_gives_the_same_outputs_without_pickle(name, fitted, world_split, tmp_path):
     model = fitted(name)
     _, split = world_split
     model.save(tmp_path / name)
+    assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted([MODEL_FILE, ARRAYS_FILE])
     loaded = Recommender.load(tmp_path / name)
     assert type(loaded) is type(model)
     users = model.users[:10]
@@ -104,3 +133,117 @@ def test_save_then_load_gives_the_same_outputs(name, fitted, world_split, tmp_pa
         atol=1e-5,
     )
     np.testing.assert_array_equal(loaded.recommend(users, 5)[0], model.recommend(users, 5)[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_serving_parts_rank_like_the_model(name, fitted):
+    import tensorflow as tf
+
+    model = fitted(name)
+    users = model.users[:USERS]
+    scores = model.score(users)
+    served = model.serving_parts().catalogue_scorer()(tf.constant([str(u) for u in users])).numpy()
+    assert served.shape == scores.shape
+    for row in range(len(users)):
+        top = np.argsort(-scores[row], kind="stable")[:10]
+        mine = np.argsort(-served[row], kind="stable")[:10]
+        assert_same_top(top, scores[row, top], mine, served[row, mine])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_params_are_typed_and_checked(name):
+    cls = get_model_class(name)
+    with pytest.raises(ConfigError, match="model.params.no_such_key"):
+        build_model(load_config(None, {"model.name": name, "model.params.no_such_key": 1}))
+    for key, default in cls.param_fields().items():
+        if isinstance(default, (bool, int, float)) and not isinstance(default, bool):
+            with pytest.raises(ConfigError, match=f"model.params.{key}") as caught:
+                build_model(load_config(None, {"model.name": name, f"model.params.{key}": "not a number"}))
+            assert "\n" not in str(caught.value)
+            break
+
+
+def test_other_format_versions_are_refused_with_one_line(fitted, tmp_path):
+    path = fitted("popularity").save(tmp_path / "model")
+    meta = json.loads((path / MODEL_FILE).read_text())
+    (path / MODEL_FILE).write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(ModelFormatError, match="format 99; this release reads format") as caught:
+        Recommender.load(path)
+    assert "\n" not in str(caught.value)
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "model.yaml").write_text("name: ease\n")
+    (legacy / "state.pkl").write_bytes(b"not unpickled")
+    with pytest.raises(ModelFormatError, match="format 1"):
+        Recommender.load(legacy)
+
+
+def test_loading_never_unpickles(fitted, tmp_path):
+    """An arrays file holding a pickled object is refused, not executed."""
+    path = fitted("popularity").save(tmp_path / "model")
+    marker = tmp_path / "pwned"
+    np.savez(path / ARRAYS_FILE, a0=np.array([_Payload(marker)], dtype=object))
+    with pytest.raises(ModelFormatError):
+        Recommender.load(path)
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+# ----- export: every model serves its top-N from SavedModels ---------------------------------------
+@pytest.fixture(scope="module")
+def exports(fitted, tmp_path_factory):
+    """Every model exported, and each export's top-10 for a few users answered by a fresh process."""
+    from tfrs_movies.serving.export import export_model
+
+    root = tmp_path_factory.mktemp("exports")
+    for name in NAMES:
+        export_model(fitted(name), None, root / name, k_max=20)
+    users = {name: [int(u) for u in fitted(name).users[:USERS]] for name in NAMES}
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from tfrs_movies.serving import load_export
+        root, users = sys.argv[1], json.loads(sys.argv[2])
+        out = {}
+        for name, ids in users.items():
+            served = load_export(f"{root}/{name}")
+            out[name] = {"indexes": served.indexes, "top": [
+                [served.recommend(u, 10, index="brute_force", rerank=False).frame[c].tolist()
+                 for c in ("movie_id", "score")] for u in ids]}
+        print(json.dumps(out))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(root), json.dumps(users)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root, users, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_export_serves_the_same_top10_in_a_fresh_process(name, fitted, exports):
+    model = fitted(name)
+    _, users, answers = exports
+    top, scores = model.recommend(np.asarray(users[name]), k=10)  # seen movies excluded, as served
+    for row, (ids, served_scores) in enumerate(answers[name]["top"]):
+        assert_same_top(top[row], scores[row], ids, served_scores)
+    assert "brute_force" in answers[name]["indexes"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_gives_the_same_model(name, fitted, world_split):
+    dataset, split = world_split
+    again = build_model(contract_config(name))
+    again.fit(split.train, dataset, split.valid)
+    users = again.users[:10]
+    np.testing.assert_allclose(again.score(users), fitted(name).score(users), rtol=1e-4, atol=1e-5)

@@ -16,36 +16,27 @@ import tensorflow as tf
 
 from tfrs_movies.config import load_config
 from tfrs_movies.models.registry import build_model
-from tfrs_movies.serving.export import export_retrieval, export_run
+from tfrs_movies.serving.export import export_run
 from tfrs_movies.serving.load import ServingError, load_export
 
 REPO = Path(__file__).resolve().parents[2]
-K_MAX = 40
-CONFIG = {
-    "model.name": "retrieval", "model.embedding_dim": 16, "train.epochs": 2, "train.verbose": 0,
-    "model.user_features": ["id", "gender", "age", "history"], "model.movie_features": ["id", "genres"],
-}  # fmt: skip
+K_MAX = 40  # the shared exported_retrieval fixture's (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def fitted(tiny_world):
-    model = build_model(load_config(None, CONFIG))
-    model.fit(tiny_world.dataset.ratings, tiny_world.dataset)
-    return model
+def fitted(fitted_retrieval):
+    return fitted_retrieval
 
 
 @pytest.fixture(scope="module")
-def exported(fitted, tiny_world, tmp_path_factory):
-    path = export_retrieval(
-        fitted, tiny_world.dataset, tmp_path_factory.mktemp("run") / "export", k_max=K_MAX
-    )
-    return path
+def exported(exported_retrieval):
+    return exported_retrieval
 
 
 def test_export_layout_and_manifest(exported, fitted):
     names = {p.name for p in exported.iterdir()}
     assert {"query_tower", "brute_force", "scann", "movies.csv", "movie_embeddings.npy", "seen.npz"} <= names
-    assert {"popularity.npy", "manifest.json"} <= names
+    assert {"popularity.npy", "manifest.json", "similar.npz"} <= names
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["k_max"] == K_MAX
     assert manifest["vocabulary"]["movies"] == len(fitted.catalogue)
@@ -53,7 +44,7 @@ def test_export_layout_and_manifest(exported, fitted):
     assert manifest["versions"]["tensorflow"] == tf.__version__
     assert all(manifest["versions"][name] for name in ("tfrs_movies", "scann", "tensorflow_recommenders"))
     assert manifest["indexes"]["scann"]["num_leaves"] >= 2
-    assert manifest["config"]["model"]["name"] == "retrieval"
+    assert manifest["config"]["model"]["name"] == "retrieval" and manifest["form"] == "dot"
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
@@ -162,8 +153,8 @@ def test_missing_or_corrupted_exports_are_clear_errors(exported, tmp_path):
         load_export(tmp_path / "nowhere")
     broken = tmp_path / "broken"
     shutil.copytree(exported, broken)
-    (broken / "scann" / "saved_model.pb").unlink()
-    with pytest.raises(ServingError, match="missing scann/saved_model.pb"):
+    (broken / "brute_force" / "saved_model.pb").unlink()
+    with pytest.raises(ServingError, match="missing brute_force/saved_model.pb"):
         load_export(broken)
     corrupt = tmp_path / "corrupt"
     shutil.copytree(exported, corrupt)
@@ -172,34 +163,23 @@ def test_missing_or_corrupted_exports_are_clear_errors(exported, tmp_path):
         load_export(corrupt)
     garbage = tmp_path / "garbage"
     shutil.copytree(exported, garbage)
-    (garbage / "brute_force" / "saved_model.pb").write_bytes(b"garbage")
+    (garbage / "scann" / "saved_model.pb").write_bytes(b"garbage")
     served = load_export(garbage)
-    with pytest.raises(ServingError, match="cannot load the brute_force index"):
-        served.recommend(int(np.load(garbage / "seen.npz")["users"][0]), 3, "brute_force")
+    with pytest.raises(ServingError, match="cannot load the scann index"):
+        served.recommend(int(np.load(garbage / "seen.npz")["users"][0]), 3, "scann")
+    with pytest.raises(ServingError, match="is a run directory; its export is"):
+        load_export(exported.parent)
 
 
 def test_export_run_replaces_an_existing_export_atomically(fitted, tiny_world, tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "export").mkdir(parents=True)
     (run_dir / "export" / "stale.txt").write_text("old")
-
-    class Result:  # the fields of training.experiment.ExperimentResult that export_run reads
-        model, dataset, metrics = fitted, tiny_world.dataset, {"recall@10": 0.5}
-
-    Result.run_dir = run_dir
-    path = export_run(Result(), k_max=10)
+    path = export_run(fitted, tiny_world.dataset, run_dir, k_max=10, metrics={"recall@10": 0.5})
     assert path == run_dir / "export" and not (path / "stale.txt").exists()
     assert json.loads((path / "manifest.json").read_text())["metrics"] == {"recall@10": 0.5}
     assert sorted(p.name for p in run_dir.iterdir()) == ["export"]
     assert load_export(path).recommend(fitted.users[0], 10).frame.shape[0] == 10
-
-
-def test_export_run_skips_models_without_a_query_tower(tmp_path):
-    class NoTower:
-        name, model = "popularity", None
-
-    assert export_run(NoTower(), None, tmp_path) is None
-    assert not (tmp_path / "export").exists()
 
 
 def test_export_run_on_a_real_experiment(tmp_path):
@@ -214,7 +194,7 @@ def test_export_run_on_a_real_experiment(tmp_path):
         },
     )  # fmt: skip
     result = run_experiment(config, say=lambda *_: None)
-    path = export_run(result)
+    path = result.run_dir / "export"  # the run exports itself (export.enabled)
     assert path == tmp_path / "run" / "export"
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["metrics"]["model"] == "retrieval" and manifest["config"]["run_dir"] == str(
@@ -242,8 +222,10 @@ def test_rating_savedmodel_predicts_like_the_model(tiny_world, tmp_path, overrid
     model = build_model(load_config(None, {**config, **overrides}))
     model.fit(split.train, tiny_world.dataset)
     path = export_run(model, tiny_world.dataset, tmp_path)
-    assert path == tmp_path / "export" / "ranking"
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    assert path == tmp_path / "export"
+    assert json.loads((path / "manifest.json").read_text())["form"] == "scorer"
+    assert not (path / "scann").exists()  # a ranking head's score is no dot product
+    serve = tf.saved_model.load(str(path / "ranking")).signatures["serving_default"]
     users = np.concatenate([split.test.user_id.to_numpy()[:200], [10**8, 10**8, model.users[0]]])
     movies = np.concatenate([split.test.movie_id.to_numpy()[:200], [model.catalogue[0], 10**8, 10**8]])
     got = serve(user_id=tf.constant(users.astype(str)), movie_id=tf.constant(movies.astype(str)))["rating"]
@@ -256,7 +238,7 @@ def test_catalogue_mask_exclusion_path_gives_the_same_answers(fitted, tiny_world
     import tfrs_movies.serving.export as export_module
 
     monkeypatch.setattr(export_module, "PAIRWISE_EXCLUSION_MAX", 0)
-    path = export_module.export_retrieval(fitted, tiny_world.dataset, tmp_path / "export", k_max=K_MAX)
+    path = export_module.export_model(fitted, tiny_world.dataset, tmp_path / "export", k_max=K_MAX)
     served = load_export(path)
     for user in fitted.users[:5]:
         expected, _ = fitted.recommend([user], 7)

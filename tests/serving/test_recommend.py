@@ -17,7 +17,7 @@ import pytest
 from tfrs_movies.config import load_config
 from tfrs_movies.models.registry import build_model
 from tfrs_movies.recommend import main
-from tfrs_movies.serving.export import export_retrieval
+from tfrs_movies.serving.export import export_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def setup(tiny_world, tmp_path_factory):
     config = {"model.name": "retrieval", "model.embedding_dim": 8, "train.epochs": 1, "train.verbose": 0}
     model = build_model(load_config(None, config))
     model.fit(tiny_world.dataset.ratings, tiny_world.dataset)
-    path = export_retrieval(model, tiny_world.dataset, tmp_path_factory.mktemp("cli") / "export", k_max=20)
+    path = export_model(model, tiny_world.dataset, tmp_path_factory.mktemp("cli") / "export", k_max=20)
     return model, path
 
 

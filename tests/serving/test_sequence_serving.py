@@ -15,7 +15,7 @@ from tfrs_movies.data.splits import leave_last_out_split
 from tfrs_movies.models.registry import build_model
 from tfrs_movies.serving.export import export_run
 from tfrs_movies.serving.load import load_export
-from tfrs_movies.serving.sequence import _signature, explain_movies, export_sequence_extras, pair_ratings
+from tfrs_movies.serving.sequence import _signature, explain_movies, pair_ratings
 
 CONFIG = {
     "model.name": "sequence", "model.embedding_dim": 16, "model.history_length": 6, "train.epochs": 1,
@@ -38,9 +38,7 @@ def fitted(tiny_world):
 def exported(fitted, tiny_world, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     path = export_run(fitted, tiny_world.dataset, run_dir, k_max=20)
-    # export_run writes the extras itself (manifest "sequence"); write them directly where it does not.
-    entries = json.loads((path / "manifest.json").read_text()).get("sequence")
-    entries = entries or export_sequence_extras(fitted, path)
+    entries = json.loads((path / "manifest.json").read_text())["extras"]
     _signature.cache_clear()
     return path, entries
 

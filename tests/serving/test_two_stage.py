@@ -14,25 +14,16 @@ from tfrs_movies.config import load_config
 from tfrs_movies.data.splits import random_split
 from tfrs_movies.models.registry import build_model
 from tfrs_movies.recommend import main
-from tfrs_movies.serving.export import export_retrieval, export_run
+from tfrs_movies.serving.export import export_model, export_run
 from tfrs_movies.serving.load import ServingError, load_export
 
-K_MAX = 30
-MULTITASK = {
-    "model.name": "multitask", "model.embedding_dim": 8, "train.epochs": 2, "train.verbose": 0,
-    "model.user_features": ["id", "gender", "age"], "model.movie_features": ["id", "genres"],
-    "model.params.head_layers": [16],
-}  # fmt: skip
+K_MAX = 30  # the shared exported_multitask fixture's (tests/conftest.py)
 UNKNOWN_USER = 10**7
 
 
 @pytest.fixture(scope="module")
-def multitask(tiny_world, tmp_path_factory):
-    model = build_model(load_config(None, MULTITASK))
-    model.fit(tiny_world.dataset.ratings, tiny_world.dataset)
-    run_dir = tmp_path_factory.mktemp("multitask")
-    path = export_run(model, tiny_world.dataset, run_dir, k_max=K_MAX)
-    return model, path
+def multitask(fitted_multitask, exported_multitask):
+    return fitted_multitask, exported_multitask
 
 
 def test_a_multitask_run_exports_retrieval_and_ranking_together(multitask):
@@ -156,7 +147,7 @@ def test_cli_two_stages_cold_start_and_another_runs_ranking(multitask, tiny_worl
     retrieval = build_model(load_config(None, {"model.name": "retrieval", "model.embedding_dim": 8,
                                               "train.epochs": 1, "train.verbose": 0}))  # fmt: skip
     retrieval.fit(tiny_world.dataset.ratings, tiny_world.dataset)
-    plain = export_retrieval(retrieval, tiny_world.dataset, tmp_path / "export", k_max=K_MAX)
+    plain = export_model(retrieval, tiny_world.dataset, tmp_path / "export", k_max=K_MAX)
     assert main(["--model", str(plain), "--user", user, "--format", "csv", "--index", "brute_force"]) == 0
     assert set(pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out)).stage) == {"retrieval"}
     args = ["--model", str(plain), "--ranking", str(path), "--user", user, "--format", "csv"]
@@ -184,8 +175,7 @@ def test_every_ranking_head_exports_what_predict_returns(tiny_world, tmp_path, o
     config = {"train.epochs": 1, "train.verbose": 0, "model.embedding_dim": 8, **overrides}
     model = build_model(load_config(None, config))
     model.fit(split.train, tiny_world.dataset)
-    path = export_run(model, tiny_world.dataset, tmp_path)
-    assert path == tmp_path / "export" / "ranking"
+    path = export_run(model, tiny_world.dataset, tmp_path) / "ranking"
     info = json.loads((path / "ranking.json").read_text())
     assert info["output"] == model.output
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]

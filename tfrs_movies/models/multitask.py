@@ -178,14 +178,15 @@ class MultitaskRecommender(TowerRecommender):
         )  # fmt: skip
         return self._compile_and_build(model)
 
+    @property
+    def serves_dot_product(self) -> bool:
+        return not self.score_is_prediction
+
     def serving_parts(self) -> ServingParts:
         """Ranking by retrieval: dot form (the user tower over in-graph features, the movie tower's
         vectors; request features too when the user tower reads a cold-start feature). Ranking by
-        rating: the scorer form of every tower model. Either way the rating head is the ranking module.
-
-        The dot form scores a movie the towers cannot represent (no train rating, no cold-start
-        feature) by its OOV vector, where :meth:`score` ties it with the user's worst movie."""
-        if self.score_is_prediction:
+        rating: the scorer form of every tower model. Either way the rating head is the ranking module."""
+        if not self.serves_dot_product:
             return super().serving_parts()
         tower = self.model.user_tower
         cold = FeatureQuery(tower, self.space) if self.space.has_cold_start_user_features else None

@@ -364,6 +364,11 @@ class TowerRecommender(Recommender):
     # Whether score (top-N) is predict over the catalogue (else e.g. a retrieval dot product / cosine).
     score_is_prediction: ClassVar[bool] = True
 
+    @property
+    def serves_dot_product(self) -> bool:
+        """Whether :meth:`serving_parts` is in dot form (its index scores every movie by the towers)."""
+        return False
+
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         self.model: TowerModel | None = None
@@ -554,7 +559,9 @@ class TowerRecommender(Recommender):
                 )
             out[s : s + 256] = values
         _, movie_ok = self._representable(user_ids[:1], np.arange(len(self.catalogue)))
-        if (~movie_ok).any() and len(user_ids):  # movies without train ratings or features
+        if (~movie_ok).any() and len(user_ids) and not self.serves_dot_product:
+            # Movies without train ratings or features. (A score served as a dot product keeps the
+            # towers' out-of-vocabulary vector instead, as two-tower retrieval and its index do.)
             bad = np.flatnonzero(~movie_ok)
             if self.score_is_prediction:  # the fallback prediction (global mean + the user's bias)
                 pos = pd.Index(self.users).get_indexer(user_ids)

@@ -124,18 +124,6 @@ class TopKModule(tf.Module):
         queries = self.query(user_id) if self.query is not None else user_id
         return self._top_k(queries, k, exclude)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None], tf.float32, name="embedding"),
-            tf.TensorSpec([], tf.int32, name="k"),
-            tf.TensorSpec([None, None], tf.string, name="exclude"),
-        ]
-    )
-    def from_embedding(self, embedding, k, exclude):
-        """The same search for query embeddings computed elsewhere (e.g. the query tower SavedModel
-        over a new user's features: cold start). Dot form only."""
-        return self._top_k(embedding, k, exclude)
-
     def _top_k(self, queries, k, exclude):
         tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1")
         tf.debugging.assert_less_equal(k, self.k_max, message="k is above the export's k_max")
@@ -160,8 +148,25 @@ class TopKModule(tf.Module):
         return {"movie_ids": tf.gather(ids, position, batch_dims=1), "scores": top}
 
     def signatures(self) -> dict:
-        if self.query is None:  # scorer form: ids in, no query vectors to give
-            return {"serving_default": self.serving_default}
+        return {"serving_default": self.serving_default}
+
+
+class DotTopKModule(TopKModule):
+    """The dot form's top-K module: also searches for query vectors computed elsewhere."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="embedding"),
+            tf.TensorSpec([], tf.int32, name="k"),
+            tf.TensorSpec([None, None], tf.string, name="exclude"),
+        ]
+    )
+    def from_embedding(self, embedding, k, exclude):
+        """The same search for query embeddings computed elsewhere (e.g. the query tower SavedModel
+        over a new user's features: cold start)."""
+        return self._top_k(embedding, k, exclude)
+
+    def signatures(self) -> dict:
         return {"serving_default": self.serving_default, "from_embedding": self.from_embedding}
 
 
@@ -247,7 +252,7 @@ def _write_export(model, parts: ServingParts, dataset, out: Path, k_max: int, sc
         # Brute force asks for the whole catalogue, so exclusion is always exact.
         brute = tfrs.layers.factorized_top_k.BruteForce(k=n_movies)
         brute.index(tf.constant(vectors), ids)
-        module = TopKModule(parts.query, brute, catalogue, n_movies, k_max)
+        module = DotTopKModule(parts.query, brute, catalogue, n_movies, k_max)
         manifest["query_dim"] = int(vectors.shape[1])
     else:
         module = TopKModule(None, ScorerIndex(parts.scorer, catalogue), catalogue, n_movies, k_max)
@@ -259,7 +264,7 @@ def _write_export(model, parts: ServingParts, dataset, out: Path, k_max: int, sc
         params["num_leaves_to_search"] = min(params["num_leaves_to_search"], params["num_leaves"])
         scann = tfrs.layers.factorized_top_k.ScaNN(k=fetch, distance_measure="dot_product", **params)
         scann.index(tf.constant(vectors), ids)
-        module = TopKModule(parts.query, scann, catalogue, fetch, k_max)
+        module = DotTopKModule(parts.query, scann, catalogue, fetch, k_max)
         tf.saved_model.save(
             module, str(out / "scann"), signatures=module.signatures(),
             options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
