@@ -30,7 +30,6 @@ from tfrs_movies.config import load_config  # noqa: E402
 from tfrs_movies.evaluation.report import load_run, markdown_table, split_problems  # noqa: E402
 from tfrs_movies.io import atomic_write_json  # noqa: E402
 from tfrs_movies.training.experiment import run_experiment  # noqa: E402
-from tfrs_movies.tuning.trial import parameter_count  # noqa: E402
 
 FILES = ["data.name=ml-100k", "data.split.kind=files", "data.split.train=u1.base", "data.split.test=u1.test"]
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +82,7 @@ def _record_parameters(run_dir: Path, model=None) -> None:
         from tfrs_movies.models.base import Recommender
 
         model = Recommender.load(run_dir / "model")
-    metrics["parameters"] = parameter_count(model)
+    metrics["parameters"] = model.parameter_count()
     atomic_write_json(path, metrics)
 
 

@@ -60,6 +60,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_fresh_process_answers_like_the_in_memory_model(exported, fitted):
     users = fitted.users[:25]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -171,6 +172,7 @@ def test_missing_or_corrupted_exports_are_clear_errors(exported, tmp_path):
         load_export(exported.parent)
 
 
+@pytest.mark.slow
 def test_export_run_replaces_an_existing_export_atomically(fitted, tiny_world, tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "export").mkdir(parents=True)
@@ -182,6 +184,7 @@ def test_export_run_replaces_an_existing_export_atomically(fitted, tiny_world, t
     assert load_export(path).recommend(fitted.users[0], 10).frame.shape[0] == 10
 
 
+@pytest.mark.slow
 def test_export_run_on_a_real_experiment(tmp_path):
     from tfrs_movies.training.experiment import run_experiment
 
@@ -205,6 +208,7 @@ def test_export_run_on_a_real_experiment(tmp_path):
     assert load_export(path).recommend(user, 5, "brute_force").frame.movie_id.tolist() == expected[0].tolist()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -232,6 +236,7 @@ def test_rating_savedmodel_predicts_like_the_model(tiny_world, tmp_path, overrid
     np.testing.assert_allclose(got.numpy(), model.predict(users, movies), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_catalogue_mask_exclusion_path_gives_the_same_answers(fitted, tiny_world, tmp_path, monkeypatch):
     """Large fetches (brute force over a big catalogue) exclude through a catalogue mask instead of a
     pairwise comparison; force that path on the tiny catalogue and check it answers the same."""

@@ -99,6 +99,7 @@ def test_errors_are_one_line_and_exit_2(setup, capsys, args, words):
     assert err == [err[0]] and err[0].startswith("error: ") and words in err[0]
 
 
+@pytest.mark.slow
 def test_missing_export_in_a_real_process_prints_no_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(

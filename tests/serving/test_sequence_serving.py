@@ -17,6 +17,8 @@ from tfrs_movies.serving.export import export_run
 from tfrs_movies.serving.load import load_export
 from tfrs_movies.serving.sequence import _signature, explain_movies, pair_ratings
 
+pytestmark = pytest.mark.slow  # trains a sequence model and writes its SavedModels
+
 CONFIG = {
     "model.name": "sequence", "model.embedding_dim": 16, "model.history_length": 6, "train.epochs": 1,
     "train.verbose": 0, "train.batch_size": 64, "model.params.num_blocks": 1,

@@ -17,6 +17,8 @@ from tfrs_movies.recommend import main
 from tfrs_movies.serving.export import export_model, export_run
 from tfrs_movies.serving.load import ServingError, load_export
 
+pytestmark = pytest.mark.slow  # writes SavedModels for every ranking head
+
 K_MAX = 30  # the shared exported_multitask fixture's (tests/conftest.py)
 UNKNOWN_USER = 10**7
 

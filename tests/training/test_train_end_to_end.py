@@ -37,6 +37,7 @@ def test_run_dir_holds_config_metrics_tensorboard_and_model(run_dir):
     assert metadata[1].split("\t")[1].endswith(")")  # a title with its year
 
 
+@pytest.mark.slow
 def test_two_tower_finds_the_planted_taste_structure(tmp_path):
     """On the default generated world (taste factors drive choices), retrieval must beat popularity."""
     from tfrs_movies.config import load_config

@@ -201,6 +201,7 @@ def test_optuna_search_keeps_its_budget_and_resumes(tmp_path):
     assert all(1 <= r["params"]["model.params.rank"] <= 12 for r in records)
 
 
+@pytest.mark.slow
 def test_trials_run_in_spawned_worker_processes(tmp_path):
     base = load_config(None, TINY)
     result = tune(base, SVD, TuneOptions(tmp_path, "rmse", workers=2, threads=1, final_test=False), QUIET)

@@ -186,6 +186,7 @@ class AutoRecRecommender(RatingRecommender):
                     raise ValueError(f"config key 'model.params.{key}' must be in [0, 1), got {value!r}")
             check_non_negative(self, "l2", "lr_decay", "kernel_dim", "kernel_l2")
 
+    data_state: ClassVar[tuple[str, ...]] = ("inputs/",)  # the ratings it encodes, not parameters
     contract_params: ClassVar[dict[str, Any]] = {"hidden": 16}
 
     def __init__(self, config: dict[str, Any]):

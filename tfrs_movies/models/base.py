@@ -94,6 +94,8 @@ class Recommender(abc.ABC):
     # ``model.params`` overrides for the contract test suite's tiny data (smaller layers, fewer steps),
     # for a model that is slow or unstable there at its defaults.
     contract_params: ClassVar[dict[str, Any]] = {}
+    # Prefixes of ``_state`` keys that hold data rather than learned numbers (e.g. AutoRec's inputs).
+    data_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -167,11 +169,11 @@ class Recommender(abc.ABC):
         return {}
 
     def parameter_count(self) -> int | None:
-        """Learned numbers in the saved state (float arrays, the index every model keeps left out)."""
-        index = {"catalogue", "users", "popularity", "seen/indptr", "seen/indices"}
+        """Learned numbers: the float arrays of :meth:`_state` (weights, factors, biases, EASE's matrix,
+        members' included), less those under ``data_state`` prefixes; None when there are none."""
         total = sum(
-            int(v.size) for k, v in self.state().arrays.items()
-            if k not in index and np.issubdtype(v.dtype, np.floating)
+            int(v.size) for k, v in self._state().arrays.items()
+            if np.issubdtype(v.dtype, np.floating) and not k.startswith(self.data_state)
         )  # fmt: skip
         return total or None
 

@@ -133,10 +133,10 @@ def make_early_stopping(
             f"metric (e.g. recall@20) or one of {list(RATING_METRICS)}"
         )
     if is_rating_metric(metric):
-        if not getattr(recommender, "predicts_ratings", False):
+        if not recommender.predicts_ratings:
             raise ValueError(
                 f"train.early_stopping.metric {metric!r} needs a rating model; "
-                f"{getattr(recommender, 'name', type(recommender).__name__)!r} does not predict ratings"
+                f"{recommender.name!r} does not predict ratings"
             )
         return RatingEarlyStopping(recommender, valid, metric, stop_cfg["patience"], stop_cfg["min_delta"])
     ks = sorted(set(config["eval"]["ks"]) | {metric_k(metric)})

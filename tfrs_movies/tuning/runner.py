@@ -27,7 +27,7 @@ from tfrs_movies.tuning import hparams
 from tfrs_movies.tuning.grid import SearchSpace, expand_grid, overrides_for, trial_id
 from tfrs_movies.tuning.plots import plot_curves, plot_heatmap
 from tfrs_movies.tuning.store import FAILED, OK, TuningDir
-from tfrs_movies.tuning.trial import init_worker, parameter_count, run_trial
+from tfrs_movies.tuning.trial import init_worker, run_trial
 
 
 @dataclass
@@ -317,7 +317,7 @@ def final_test(store: TuningDir, base: dict[str, Any], winner: dict[str, Any], m
         shutil.rmtree(run_dir)
     config["train"]["verbose"] = 0
     experiment = run(config, "test", say=lambda _: None, run_dir=run_dir,
-                     extra_figures=lambda model, split: {"parameters": parameter_count(model)})  # fmt: skip
+                     extra_figures=lambda model, split: {"parameters": model.parameter_count()})  # fmt: skip
     metrics = experiment.metrics
     test = {k: v for k, v in metrics.items() if isinstance(v, float) and k != "train_seconds"}
     best = {

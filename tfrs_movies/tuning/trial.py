@@ -44,35 +44,6 @@ def _dataset(config: dict[str, Any]) -> S.Dataset:
     return _DATASETS[key]
 
 
-def parameter_count(model: Any) -> int | None:
-    """Trainable numbers of a fitted recommender: Keras weights plus float NumPy arrays it holds
-    (biases, factors, EASE's matrix), members of blends included; None when it holds none."""
-    seen: set[int] = set()
-
-    def count(obj: Any, depth: int) -> int:
-        if id(obj) in seen or depth > 2:
-            return 0
-        seen.add(id(obj))
-        total = 0
-        keras = getattr(obj, "model", None)
-        if keras is not None and hasattr(keras, "trainable_weights"):
-            # Not count_params(): a subclassed Keras model that was called but never build() has none.
-            total += sum(int(np.prod(w.shape)) for w in keras.trainable_weights)
-        for name, value in vars(obj).items():
-            if name in {"catalogue", "users", "popularity", "seen"}:
-                continue  # the index every model keeps, not learned
-            if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
-                total += int(value.size)
-            elif isinstance(value, (list, tuple)):
-                total += sum(count(v, depth + 1) for v in value if hasattr(v, "catalogue"))
-            elif hasattr(value, "catalogue") and hasattr(value, "score"):
-                total += count(value, depth + 1)
-        return total
-
-    total = count(model, 0)
-    return total or None
-
-
 def train_figures(model: Any, split: Any) -> dict[str, float]:
     """RMSE/MAE on the training ratings for rating models (and the model's normalised-scale ones), else
     nothing: seed 000's train curves."""
@@ -104,7 +75,7 @@ def run_trial(config: dict[str, Any], trial_dir: str | Path) -> dict[str, Any]:
 
     def figures(model: Any, split: Any) -> dict[str, Any]:
         extra["train"] = train_figures(model, split)
-        extra["parameters"] = parameter_count(model)
+        extra["parameters"] = model.parameter_count()
         return {"parameters": extra["parameters"], **{f"train_{k}": v for k, v in extra["train"].items()}}
 
     outcome = run(config, "valid", say=lambda _: None, run_dir=trial_dir, dataset=dataset,
