@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "movie_features": ["id"],
         "history_length": 50,
         # Model-specific settings (e.g. model.params.hidden for autorec): each model class declares its
-        # own `param_defaults` and rejects keys it does not know, naming them (RecBole-style).
+        # own `Params` dataclass and rejects keys it does not know, naming them (RecBole-style).
         "params": {},
     },
     "train": {

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
@@ -38,7 +40,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def _jsonable(value: Any) -> Any:
     """numpy scalars and arrays, Paths and tuples as plain JSON."""
-    if hasattr(value, "tolist"):
+    if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)

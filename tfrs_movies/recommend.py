@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 import tfrs_movies  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
@@ -82,7 +83,7 @@ def _plain(value):
         return value
     if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
         return None
-    return value.item() if hasattr(value, "item") else value
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:

@@ -338,11 +338,10 @@ class RankingModel(TowerModel):
 
 class ClassificationEarlyStopping(ValidationEarlyStopping):
     """Accuracy, AUC and log-loss of the predicted probability on the validation pairs
-    (label ``rating >= threshold``); log-loss is lower-is-better, the others higher."""
+    (label ``rating >= threshold``); the metric table gives each one's direction."""
 
     def __init__(self, recommender: Any, valid: pd.DataFrame, metric: str, patience: int,
                  min_delta: float = 0.0) -> None:  # fmt: skip
-        self.higher_is_better = metric != "log_loss"  # read by the base constructor
         super().__init__(recommender, metric, patience, min_delta)
         self.valid = valid
 
