@@ -40,6 +40,34 @@ def tiny_world():
     return generate_world(n_users=200, n_movies=150, n_ratings=6000, seed=7)
 
 
+@pytest.fixture(scope="session")
+def tiny_split(tiny_world):
+    """The tiny world's per-user random 80/20 split (seed 42), validation carved from train."""
+    from tfrs_movies.data.splits import random_split, with_validation
+
+    return with_validation(random_split(tiny_world.dataset.ratings, 0.2, seed=42), 0.1)
+
+
+@pytest.fixture(scope="session")
+def lazily_fitted():
+    """``lazily_fitted(dataset, split, config_for) -> get``: ``get(key)`` is the model that
+    ``config_for(key)`` (a resolved config) describes, fitted on ``split`` with its validation the
+    first time it is asked for, then shared."""
+    from tfrs_movies.models.registry import build_model
+
+    def make(dataset, split, config_for):
+        cache: dict = {}
+
+        def get(key: str):
+            if key not in cache:
+                cache[key] = build_model(config_for(key)).fit(split.train, dataset, split.valid)
+            return cache[key]
+
+        return get
+
+    return make
+
+
 # ----- one fitted and exported model of each serving kind, shared by every test module -------------
 RETRIEVAL = {
     "model.name": "retrieval", "model.embedding_dim": 16, "train.epochs": 2, "train.verbose": 0,
@@ -64,6 +92,12 @@ def _fit(config: dict, dataset):
     return model
 
 
+def _export(model, dataset, tmp_path_factory, k_max: int):
+    from tfrs_movies.serving.export import export_run
+
+    return export_run(model, dataset, tmp_path_factory.mktemp(f"{model.name}_run"), k_max=k_max)
+
+
 @pytest.fixture(scope="session")
 def fitted_retrieval(tiny_world):
     """A two-tower retrieval model with side features, fitted on the whole tiny world."""
@@ -72,10 +106,7 @@ def fitted_retrieval(tiny_world):
 
 @pytest.fixture(scope="session")
 def exported_retrieval(fitted_retrieval, tiny_world, tmp_path_factory):
-    from tfrs_movies.serving.export import export_run
-
-    run_dir = tmp_path_factory.mktemp("retrieval_run")
-    return export_run(fitted_retrieval, tiny_world.dataset, run_dir, k_max=RETRIEVAL_K_MAX)
+    return _export(fitted_retrieval, tiny_world.dataset, tmp_path_factory, RETRIEVAL_K_MAX)
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +117,4 @@ def fitted_multitask(tiny_world):
 
 @pytest.fixture(scope="session")
 def exported_multitask(fitted_multitask, tiny_world, tmp_path_factory):
-    from tfrs_movies.serving.export import export_run
-
-    run_dir = tmp_path_factory.mktemp("multitask_run")
-    return export_run(fitted_multitask, tiny_world.dataset, run_dir, k_max=MULTITASK_K_MAX)
+    return _export(fitted_multitask, tiny_world.dataset, tmp_path_factory, MULTITASK_K_MAX)

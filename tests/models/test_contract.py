@@ -19,7 +19,6 @@ import pytest
 
 from tfrs_movies import schema as S
 from tfrs_movies.config import ConfigError, load_config
-from tfrs_movies.data.splits import random_split, with_validation
 from tfrs_movies.models.base import Recommender
 from tfrs_movies.models.registry import build_model, get_model_class, model_names
 from tfrs_movies.models.state import ARRAYS_FILE, MODEL_FILE, ModelFormatError
@@ -36,24 +35,14 @@ def contract_config(name: str, seed: int = 42) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world_split(tiny_world):
-    return tiny_world.dataset, with_validation(random_split(tiny_world.dataset.ratings, 0.2, seed=42), 0.1)
+def world_split(tiny_world, tiny_split):
+    return tiny_world.dataset, tiny_split
 
 
 @pytest.fixture(scope="module")
-def fitted(world_split):
+def fitted(world_split, lazily_fitted):
     """Each model fitted once (lazily) and shared by the tests below."""
-    dataset, split = world_split
-    cache: dict[str, Recommender] = {}
-
-    def get(name: str) -> Recommender:
-        if name not in cache:
-            model = build_model(contract_config(name))
-            model.fit(split.train, dataset, split.valid)
-            cache[name] = model
-        return cache[name]
-
-    return get
+    return lazily_fitted(*world_split, contract_config)
 
 
 def assert_same_top(ids_a, scores_a, ids_b, scores_b, tol: float = 1e-4) -> None:

@@ -14,7 +14,6 @@ import tensorflow as tf
 
 from tfrs_movies import schema as S
 from tfrs_movies.config import ConfigError, load_config
-from tfrs_movies.data.splits import random_split, with_validation
 from tfrs_movies.models.base import Recommender
 from tfrs_movies.models.ranking import TowerRecommender
 from tfrs_movies.models.registry import build_model
@@ -58,23 +57,13 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def world(tiny_world):
-    return tiny_world.dataset, with_validation(random_split(tiny_world.dataset.ratings, 0.2, seed=42), 0.1)
+def world(tiny_world, tiny_split):
+    return tiny_world.dataset, tiny_split
 
 
 @pytest.fixture(scope="module")
-def fitted(world):
-    dataset, split = world
-    cache: dict[str, Recommender] = {}
-
-    def get(case: str) -> Recommender:
-        if case not in cache:
-            model = build_model(load_config(None, {**TINY, **CASES[case][0]}))
-            model.fit(split.train, dataset, split.valid)
-            cache[case] = model
-        return cache[case]
-
-    return get
+def fitted(world, lazily_fitted):
+    return lazily_fitted(*world, lambda case: load_config(None, {**TINY, **CASES[case][0]}))
 
 
 def _ids(users: np.ndarray) -> tf.Tensor:
