@@ -12,7 +12,7 @@ from tfrs_movies.report import main
 from tfrs_movies.training.experiment import run_experiment
 
 TINY = ["data.name=synthetic", "data.synthetic.users=80", "data.synthetic.movies=60",
-        "data.synthetic.ratings=3000", "train.verbose=0"]  # fmt: skip
+        "data.synthetic.ratings=3000", "train.verbose=0", "export.enabled=false"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

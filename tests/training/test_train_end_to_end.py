@@ -10,7 +10,8 @@ from tfrs_movies.models.base import Recommender
 from tfrs_movies.train import main
 
 TINY = ["--dataset", "synthetic", "--set", "data.synthetic.users=80", "--set", "data.synthetic.movies=60",
-        "--set", "data.synthetic.ratings=3000", "--set", "train.verbose=0"]  # fmt: skip
+        "--set", "data.synthetic.ratings=3000", "--set", "train.verbose=0",
+        "--set", "export.enabled=false"]  # export is tested in tests/serving  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,8 @@ def test_two_tower_finds_the_planted_taste_structure(tmp_path):
     figures = {}
     for name in ("popularity", "retrieval"):
         config = load_config(None, ["data.name=synthetic", f"model.name={name}", "train.epochs=5",
-                                    "train.verbose=0", f"run_dir={tmp_path / name}"])  # fmt: skip
+                                    "train.verbose=0", "export.enabled=false",
+                                    f"run_dir={tmp_path / name}"])  # fmt: skip
         figures[name] = run_experiment(config, say=lambda _: None).metrics
     assert figures["retrieval"]["recall@20"] > figures["popularity"]["recall@20"] + 0.02
     assert figures["retrieval"]["ndcg@10"] > figures["popularity"]["ndcg@10"]
