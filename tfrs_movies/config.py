@@ -63,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
         "learning_rate": 0.05,
         "optimizer": "adagrad",
         "shuffle_buffer": 200_000,
+        # More training rows than this: stream them from index shards (features/streaming.py).
+        "stream_above": 1_000_000,
         "early_stopping": {"metric": "recall@20", "patience": 3, "min_delta": 0.0},
         "verbose": 1,
         "factorized_topk": False,

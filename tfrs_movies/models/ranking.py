@@ -43,7 +43,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_movies import schema as S
 from tfrs_movies.evaluation.metrics import binary_classification, mae, rmse
 from tfrs_movies.features.normalization import UserRatingNormalizer
-from tfrs_movies.features.pipeline import make_dataset, ratings_features
+from tfrs_movies.features.pipeline import training_dataset
 from tfrs_movies.features.preprocessing import id_lookup
 from tfrs_movies.features.side import FeatureSpace, lookup_tables
 from tfrs_movies.models.base import ModelParams, Recommender
@@ -425,15 +425,20 @@ class TowerRecommender(Recommender):
             user_features, movie_features, m["history_length"],
         )  # fmt: skip
         self.model = self._build_model()
-        features = ratings_features(train, self._targets(train))
-        data = make_dataset(
-            features, cfg["batch_size"], shuffle=True, seed=self.config["seed"],
-            shuffle_buffer=cfg["shuffle_buffer"],
-        ).map(self.space.join, num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
+        # In memory up to train.stream_above rows, else streamed from index shards (features/pipeline.py).
+        data, shards = training_dataset(
+            train, self.users, self.catalogue, self._targets(train), cfg["batch_size"],
+            seed=self.config["seed"], shuffle_buffer=cfg["shuffle_buffer"], stream_above=cfg["stream_above"],
+        )  # fmt: skip
+        data = data.map(self.space.join, num_parallel_calls=tf.data.AUTOTUNE)
         rate = float(self.params.id_dropout)
         if rate > 0:
             data = data.map(lambda batch: _drop_ids(batch, rate), num_parallel_calls=tf.data.AUTOTUNE)
-        self.history = self._fit_keras(data, train, valid, **kwargs)
+        try:
+            self.history = self._fit_keras(data, train, valid, **kwargs)
+        finally:
+            if shards is not None:
+                shards.cleanup()
 
     def _fit_keras(self, data: tf.data.Dataset, train: pd.DataFrame, valid: pd.DataFrame | None,
                    **kwargs: Any) -> dict[str, list[float]]:  # fmt: skip

@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_movies import schema as S
-from tfrs_movies.features.pipeline import make_dataset, ratings_features
+from tfrs_movies.features.pipeline import training_dataset
 from tfrs_movies.features.side import FeatureSpace
 from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import register
@@ -159,18 +159,21 @@ class RetrievalRecommender(Recommender):
             m["history_length"],
         )
         self.model = self._build()
-        probability = pd.Series(self.popularity, index=self.catalogue).reindex(train[S.MOVIE_ID].to_numpy())
-        features = ratings_features(
-            train, {SAMPLING_PROBABILITY: np.maximum(probability.to_numpy(np.float32), 1e-8)}
-        )
-        data = make_dataset(
-            features,
-            cfg["batch_size"],
-            shuffle=True,
-            seed=self.config["seed"],
-            shuffle_buffer=cfg["shuffle_buffer"],
-        ).map(self.space.join, num_parallel_calls=tf.data.AUTOTUNE)
-        self.history = fit_keras(self, data, train, valid, **kwargs)
+        column = pd.Index(self.catalogue).get_indexer(train[S.MOVIE_ID].to_numpy())
+        probability = np.maximum(np.asarray(self.popularity, np.float32)[column], 1e-8)
+        del column
+        # In memory up to train.stream_above rows, else streamed from index shards (features/pipeline.py).
+        data, shards = training_dataset(
+            train, self.users, self.catalogue, {SAMPLING_PROBABILITY: probability}, cfg["batch_size"],
+            seed=self.config["seed"], shuffle_buffer=cfg["shuffle_buffer"], stream_above=cfg["stream_above"],
+        )  # fmt: skip
+        del probability
+        data = data.map(self.space.join, num_parallel_calls=tf.data.AUTOTUNE)
+        try:
+            self.history = fit_keras(self, data, train, valid, **kwargs)
+        finally:
+            if shards is not None:
+                shards.cleanup()
 
     def update_seen(self, ratings: pd.DataFrame) -> None:
         """Seen movies and the watch-history feature both come from ``ratings`` from now on."""
