@@ -687,6 +687,103 @@ def write_netflix(
     )  # fmt: skip
 
 
+_SPILL = np.dtype([("movie", "<i4"), ("customer", "<i4"), ("rating", "i1"), ("day", "<i4")])
+
+
+def write_netflix_stream(
+    world,
+    out_dir: str | Path,
+    n_files: int = 4,
+    probe_fraction: float = 0.015,
+    seed: int = 0,
+    bucket_rows: int = 8_000_000,
+    chunk_ratings: int = 2_000_000,
+) -> dict:
+    """Write a :class:`~tfrs_movies.data.synthetic.StreamedWorld` in the ``combined`` Netflix layout with
+    memory bounded by one chunk of users plus one bucket of movies, whatever the number of ratings.
+
+    Ratings arrive a chunk of users at a time and are spilled (13 bytes a rating) into bucket files of
+    contiguous MovieID ranges (inside one ``combined_data_i.txt`` each); each bucket is then read back,
+    grouped by movie (stable: arrival order inside a movie) and written, with its share of
+    ``probe.txt`` (``probe_fraction`` of its ratings) and ``qualifying.txt`` (as many unrated pairs).
+    Every rating of the world is written once: the counts returned are exact."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_users, n_movies = len(world.counts), len(world.movies)
+    customers = netflix_customer_ids(n_users, seed).astype(np.int32)
+    groups = np.array_split(np.arange(1, n_movies + 1), max(1, min(n_files, n_movies)))
+    per_group = max(1, -(-world.n_ratings // (bucket_rows * len(groups))))
+    bucket_ranges = [part for g in groups for part in np.array_split(g, min(per_group, len(g)))]
+    bucket_file = [i for i, g in enumerate(groups) for part in np.array_split(g, min(per_group, len(g)))]
+    starts = np.array([r[0] for r in bucket_ranges])
+    rng = np.random.default_rng([seed, 0x4E57])
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".spill-") as tmp:
+        spill_paths = [Path(tmp) / f"b{i:04d}.bin" for i in range(len(bucket_ranges))]
+        files = [open(p, "wb") for p in spill_paths]  # noqa: SIM115 (closed below)
+        try:
+            for u_idx, m_idx, rating, timestamp in world.chunks(chunk_ratings):
+                rec = np.empty(len(u_idx), _SPILL)
+                rec["movie"] = m_idx + 1
+                rec["customer"] = customers[u_idx]
+                rec["rating"] = rating.astype(np.int8)
+                rec["day"] = timestamp // _DAY
+                bucket = np.searchsorted(starts, rec["movie"], side="right") - 1
+                order = np.argsort(bucket, kind="stable")
+                bounds = np.searchsorted(bucket[order], np.arange(len(files) + 1))
+                for b, fh in enumerate(files):
+                    if bounds[b + 1] > bounds[b]:
+                        fh.write(rec[order[bounds[b] : bounds[b + 1]]].tobytes())
+        finally:
+            for fh in files:
+                fh.close()
+        written = n_probe = 0
+        handles = {i: open(out_dir / f"combined_data_{i + 1}.txt", "wb") for i in range(len(groups))}  # noqa: SIM115
+        try:
+            with open(out_dir / "probe.txt", "wb") as probe, open(out_dir / "qualifying.txt", "wb") as qual:
+                for b, path in enumerate(spill_paths):
+                    rec = np.fromfile(path, _SPILL)
+                    path.unlink()
+                    rec = rec[np.argsort(rec["movie"], kind="stable")]
+                    movie = rec["movie"].astype(np.int64)
+                    day = _date_strings(rec["day"])
+                    data, offsets = _lines(_strings(rec["customer"]), ",", _strings(rec["rating"]), ",", day)
+                    _write_blocks(handles[bucket_file[b]], movie, data, offsets, 0, len(rec))
+                    del data, offsets
+                    written += len(rec)
+                    k = int(round(len(rec) * probe_fraction))
+                    pick = np.sort(rng.choice(len(rec), k, replace=False))
+                    data, offsets = _lines(_strings(rec["customer"][pick]))
+                    _write_blocks(probe, movie[pick], data, offsets, 0, k)
+                    n_probe += k
+                    _write_qualifying_bucket(rec, customers, bucket_ranges[b], k, rng, qual)
+        finally:
+            for fh in handles.values():
+                fh.close()
+    _write_titles(
+        world.movies, pd.Series(np.arange(1, n_movies + 1), index=world.movies[S.MOVIE_ID].to_numpy()),
+        out_dir / "movie_titles.csv",
+    )  # fmt: skip
+    return {"ratings": written, "users": n_users, "movies": n_movies, "probe": n_probe, "seed": seed}
+
+
+def _write_qualifying_bucket(rec: np.ndarray, customers: np.ndarray, movies: np.ndarray, n: int,
+                             rng: np.random.Generator, fh) -> None:  # fmt: skip
+    """``n`` (customer, movie) pairs of this bucket's movies that it does not rate, with dates."""
+    if n == 0 or len(rec) == 0:
+        return
+    seen = rec["customer"].astype(np.int64) * (CUSTOMER_ID_MAX + 1) + rec["movie"]
+    cand_c = rng.choice(customers, 3 * n + 10).astype(np.int64)
+    cand_m = rng.choice(movies, 3 * n + 10).astype(np.int64)
+    key = cand_c * (CUSTOMER_ID_MAX + 1) + cand_m
+    keep = ~pd.Series(key).isin(seen).to_numpy() & ~pd.Index(key).duplicated(keep="first")
+    idx = np.flatnonzero(keep)[:n]
+    cust, movie = cand_c[idx], cand_m[idx]
+    day = rng.integers(rec["day"].min(), rec["day"].max() + 1, len(idx))
+    order = np.argsort(movie, kind="stable")
+    data, offsets = _lines(_strings(cust[order]), ",", _date_strings(day[order]))
+    _write_blocks(fh, movie[order], data, offsets, 0, len(idx))
+
+
 def _write_titles(src: pd.DataFrame, movie_ids: pd.Series, path: Path) -> pd.DataFrame:
     """``movie_titles.csv``: latin-1, no quoting (titles keep their commas), some years ``NULL``."""
     src = src.set_index(S.MOVIE_ID)
@@ -764,4 +861,5 @@ __all__ = [
     "netflix_customer_ids",
     "rating_files",
     "write_netflix",
+    "write_netflix_stream",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tfrs_movies.data.movielens import ML_CSV_GENRES
 from tfrs_movies.data.registry import DATASETS, SynthFormat
-from tfrs_movies.data.synthetic import ML_GENRES, generate_world
+from tfrs_movies.data.synthetic import ML_GENRES, generate_world, stream_world
 
 
 def default_sizes(n_ratings: int, users: int | None = None, movies: int | None = None) -> tuple[int, int]:
@@ -53,11 +53,19 @@ def write_synthetic(
     movies: int | None = None,
 ) -> dict:
     """Generate a world and write it in format ``fmt`` (a key of :data:`SYNTH_FORMATS`); returns the
-    counts written."""
+    counts written. ``netflix`` streams a :func:`~tfrs_movies.data.synthetic.stream_world` (exactly
+    ``n_ratings`` ratings, bounded memory); the other formats hold one :func:`generate_world`."""
     if fmt not in SYNTH_FORMATS:
         raise ValueError(f"unknown synthetic format {fmt!r}; known: {', '.join(SYNTH_FORMATS)}")
     form = SYNTH_FORMATS[fmt]
     n_users, n_movies = default_sizes(n_ratings, users, movies)
+    if fmt == "netflix":
+        # Streamed: memory is one chunk of users plus one bucket of movies (100M ratings fit), and the
+        # files hold exactly n_ratings ratings.
+        from tfrs_movies.data.netflix import write_netflix_stream
+
+        world = stream_world(n_users, n_movies, n_ratings, seed)
+        return write_netflix_stream(world, Path(out), seed=seed)
     world = generate_world(
         n_users, n_movies, n_ratings, seed, genres=_GENRES[form.genres], half_stars=form.half_stars, name=fmt
     )
