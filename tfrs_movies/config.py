@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
         "user_features": ["id"],
         "movie_features": ["id"],
         "history_length": 50,
+        # 0: an embedding row per id of the vocabulary; N > 0: ids hashed into N rows (models/towers.py).
+        "id_buckets": 0,
         # Model-specific settings (e.g. model.params.hidden for autorec): each model class declares its
         # own `Params` dataclass and rejects keys it does not know, naming them (RecBole-style).
         "params": {},

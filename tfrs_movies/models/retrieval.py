@@ -98,7 +98,7 @@ def build_towers(config: dict[str, Any], space: FeatureSpace) -> tuple[FeatureTo
     m = config["model"]
     common = dict(
         embedding_dim=m["embedding_dim"], l2=m["l2"], normalize=m["similarity"] == "cosine",
-        dropout=m["dropout"], batch_norm=m["batch_norm"],
+        dropout=m["dropout"], batch_norm=m["batch_norm"], id_buckets=m["id_buckets"],
     )  # fmt: skip
     return (
         FeatureTower(space, "user", layers=m["user_layers"], name="user_tower", **common),

@@ -133,6 +133,10 @@ class FeatureTower(tf.keras.Model):
     Input: a dict of raw features (ids, categories, numbers, padded bags). Each feature is embedded, the
     pieces are concatenated and passed through ``layers`` (ReLU, linear last); without layers a linear
     projection to ``embedding_dim`` joins them. Output: ``(batch, d)``, L2-unit when ``normalize``.
+
+    The id embedding has one row per id of the vocabulary plus an OOV row (``id_buckets=0``), or
+    ``id_buckets`` rows that ids are hashed into (``tf.keras.layers.Hashing``: a fixed table size
+    whatever the number of users, at the price of collisions).
     """
 
     def __init__(
@@ -147,8 +151,11 @@ class FeatureTower(tf.keras.Model):
         batch_norm: bool = False,
         feature_dim: int = 16,
         name: str | None = None,
+        id_buckets: int = 0,
     ) -> None:
         super().__init__(name=name)
+        if id_buckets < 0:
+            raise ValueError(f"model.id_buckets must be 0 (a vocabulary) or a bucket count, got {id_buckets}")
         self.side = side
         self.parts: dict[str, tf.keras.layers.Layer] = {}
         regularizer = tf.keras.regularizers.l2(l2) if l2 > 0 else None
@@ -159,11 +166,14 @@ class FeatureTower(tf.keras.Model):
             features, table, ids, id_name = space.movie_features, space.movie_table, space.movies, S.MOVIE_ID
         self.id_name = id_name
         if "id" in features:
-            lookup = id_lookup(ids)
+            if id_buckets > 0:  # ids hashed into a fixed number of rows, whatever the vocabulary
+                lookup, rows = tf.keras.layers.Hashing(num_bins=id_buckets), id_buckets
+            else:  # one row per id of the vocabulary, plus the OOV row
+                lookup = id_lookup(ids)
+                rows = lookup.vocabulary_size()
             self.parts[id_name] = tf.keras.Sequential(
-                [lookup, tf.keras.layers.Embedding(lookup.vocabulary_size(), embedding_dim,
-                                                   embeddings_regularizer=regularizer)]
-            )  # fmt: skip
+                [lookup, tf.keras.layers.Embedding(rows, embedding_dim, embeddings_regularizer=regularizer)]
+            )
         for key, values in table.items():
             if key == F.HISTORY:
                 self.parts[key] = BagEmbedding(space.movies, embedding_dim, l2=l2)
