@@ -71,7 +71,9 @@ DEFAULTS: dict[str, Any] = {
         "verbose": 1,
         "factorized_topk": False,
     },
-    "eval": {"ks": [10, 20], "relevance_threshold": None, "batch_size": 512, "exclude_seen": True},
+    # max_users: 0 ranks every test user; N a sample of N of them (drawn with the run's seed).
+    "eval": {"ks": [10, 20], "relevance_threshold": None, "batch_size": 512, "exclude_seen": True,
+             "max_users": 0},
     # SavedModels (query tower, brute-force and ScaNN top-K, ranking) under <run_dir>/export.
     # rerank_weight: two-stage serving orders candidates by z(retrieval) + rerank_weight * z(ranking).
     "export": {"enabled": True, "k_max": 100, "rerank_weight": 0.25},
@@ -102,6 +104,7 @@ _POSITIVE = {
     "eval.batch_size",
 }
 _FRACTIONS = {"data.split.test_fraction", "data.split.validation_fraction"}
+_NON_NEGATIVE = {"eval.max_users"}
 
 
 class ConfigError(ValueError):
@@ -156,6 +159,8 @@ def _check_value(key: str, value: Any) -> Any:
         raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
     if key in _POSITIVE and value <= 0:
         raise ConfigError(f"config key '{key}' must be positive, got {value!r}")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"config key '{key}' must be >= 0, got {value!r}")
     if key in _FRACTIONS and not 0 <= value < 1:
         raise ConfigError(f"config key '{key}' must be in [0, 1), got {value!r}")
     return value

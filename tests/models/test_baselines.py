@@ -199,3 +199,107 @@ def test_ease_and_biases_reach_the_reference_figures_on_ml100k(ml100k_dir):
         figures.append(rmse(test[S.RATING].to_numpy(), predicted, biases.rating_scale))
     assert figures[0] < 0.96
     assert figures[1] == pytest.approx(0.9599, abs=5e-4)  # EVALUATION.md's Surprise BaselineOnly
+
+
+def _ease_world(seed: int = 11, n_users: int = 40, n_movies: int = 12):
+    """A binary world where movies have clearly different numbers of ratings."""
+    rng = np.random.default_rng(seed)
+    binary = rng.random((n_users, n_movies)) < np.linspace(0.7, 0.1, n_movies)[None, :]
+    binary[np.arange(n_movies), np.arange(n_movies)] = True
+    return binary, _frame(np.full(binary.shape, 4.0), binary)
+
+
+def test_ease_refuses_in_one_line_before_allocating(monkeypatch):
+    from tfrs_movies.config import ConfigError
+    from tfrs_movies.models.baselines import memory
+
+    _, ratings = _ease_world()
+    calls = []
+    monkeypatch.setattr(ease_module, "ease_weights", lambda *a: calls.append(a))
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1000)  # fits 8 movies: sqrt(900 / 12)
+    for params, fits in [({}, 8), ({"max_movies": 10}, 8), ({"memory_gb": 1e-6, "max_movies": 12}, 9)]:
+        with pytest.raises(memory.TooLargeError) as err:
+            _fit("ease", ratings, **params)
+        message = str(err.value)
+        assert isinstance(err.value, ConfigError) and "\n" not in message
+        movies = params.get("max_movies", 12)
+        assert f"EASE on {movies} movies needs about" in message
+        assert f"set model.params.max_movies to at most {fits} " in message and "'auto'" in message
+    assert calls == []  # refused before the Gram matrix was built
+    monkeypatch.setattr(memory, "available_bytes", lambda: 0)
+    with pytest.raises(memory.TooLargeError):  # auto refuses too when not even one movie fits
+        _fit("ease", ratings, max_movies="auto")
+    assert calls == []
+    with pytest.raises(ConfigError, match="model.params.max_movies"):
+        _fit("ease", ratings, max_movies="most")
+
+
+def test_ease_on_the_most_rated_movies_is_ease_on_their_columns(monkeypatch):
+    from tfrs_movies.models.baselines import memory
+
+    binary, ratings = _ease_world()
+    counts = binary.sum(0)
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(12 * 5.5**2 / 0.9))  # 5 movies fit
+    model = _fit("ease", ratings, l2=3.0, max_movies="auto")
+    kept = np.sort(np.argsort(-counts, kind="stable")[:5])
+    np.testing.assert_array_equal(model.kept, kept)
+    assert model.weights.shape == (5, 5)
+
+    # The same as plain EASE fitted on those movies' columns; every other movie scores 0.
+    sub = binary[:, kept].astype(float)
+    inverse = np.linalg.inv(sub.T @ sub + 3.0 * np.eye(5))
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    users = np.arange(1, len(binary) + 1)
+    expected = np.zeros(binary.shape)
+    expected[:, kept] = sub @ weights
+    np.testing.assert_allclose(model.score(users), expected, rtol=1e-5, atol=1e-6)
+    grid_users, grid_movies = np.meshgrid(users, 101 + np.arange(binary.shape[1]), indexing="ij")
+    for gather_cost in (0, 10**6):  # per-pair sums and whole rows
+        monkeypatch.setattr(ease_module, "_GATHER_COST", gather_cost)
+        np.testing.assert_allclose(
+            model.predict(grid_users.ravel(), grid_movies.ravel()), expected.ravel(), rtol=1e-5, atol=1e-6
+        )
+    same = _fit("ease", ratings, l2=3.0, max_movies=5, memory_gb=1.0)
+    np.testing.assert_array_equal(same.weights, model.weights)
+
+
+@pytest.mark.parametrize("max_movies", [12, 50, "auto"])
+def test_ease_keeping_the_whole_catalogue_is_plain_ease(max_movies):
+    binary, ratings = _ease_world()
+    plain = _fit("ease", ratings, l2=3.0)
+    kept = _fit("ease", ratings, l2=3.0, max_movies=max_movies)
+    assert len(kept.kept) == binary.shape[1] and not kept.restricted
+    np.testing.assert_array_equal(kept.weights, plain.weights)
+    users = np.arange(1, len(binary) + 1)
+    for a, b in zip(kept.recommend(users, k=5), plain.recommend(users, k=5), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ease_gram_in_column_blocks_and_weights_in_row_blocks(monkeypatch):
+    import scipy.sparse as sp
+
+    binary, _ = _ease_world(n_users=60, n_movies=30)
+    matrix = sp.csr_matrix(binary.astype(np.float32))
+    whole = ease_module.ease_weights(matrix, 5.0)
+    monkeypatch.setattr(ease_module, "_GRAM_BLOCK_BYTES", 12 * 30 * 4)  # 4 columns / rows per block
+    np.testing.assert_array_equal(ease_module.gram_matrix(matrix), binary.T.astype(float) @ binary)
+    np.testing.assert_allclose(ease_module.ease_weights(matrix, 5.0), whole, rtol=1e-6, atol=1e-7)
+    assert ease_module.ease_bytes(59_047) == 12 * 59_047**2  # ML-25M: about 41.8 GB
+
+
+def test_recommend_and_predict_in_user_blocks_equal_one_block(monkeypatch):
+    from tfrs_movies.models import base
+
+    binary, ratings = _ease_world()
+    model = _fit("ease", ratings, l2=3.0)
+    users = np.array([5, 1, 10**9, 7, 3, 2, 40, 9])  # an unknown user among them
+    top, scores = model.recommend(users, k=4)
+    pairs_u, pairs_m = np.repeat(users, 12), np.tile(101 + np.arange(12), len(users))
+    predicted = base.Recommender.predict(model, pairs_u, pairs_m)
+    monkeypatch.setattr(base, "rows_per_block", lambda *args, **kwargs: 3)
+    blocked_top, blocked_scores = model.recommend(users, k=4)
+    np.testing.assert_array_equal(blocked_top, top)
+    np.testing.assert_array_equal(blocked_scores, scores)
+    np.testing.assert_array_equal(base.Recommender.predict(model, pairs_u, pairs_m), predicted)
+    np.testing.assert_allclose(predicted, model.score(users).ravel(), rtol=1e-6)

@@ -28,6 +28,8 @@ CASES: dict[str, dict] = {
     "soft_impute": {"model.name": "soft_impute", "model.params.shrinkage": 4.0},
     "hard_impute": {"model.name": "hard_impute", "model.params.rank": 3},
     "ease": {"model.name": "ease", "model.params.l2": 10.0},
+    # EASE on the 60 most-rated of 150 movies: the dot form over the kept columns, the rest scored 0.
+    "ease_top60": {"model.name": "ease", "model.params.l2": 10.0, "model.params.max_movies": 60},
     "mf": {"model.name": "mf", "model.embedding_dim": 8},
     "ncf": {"model.name": "ncf", "model.embedding_dim": 8, "model.params.layers": [16, 8]},
     "cf_mlp": {"model.name": "cf_mlp", "model.embedding_dim": 8, "model.params.layers": [16, 8]},
@@ -46,7 +48,7 @@ CASES: dict[str, dict] = {
     ]},
 }  # fmt: skip
 # The dot form (an index over candidate vectors) where the score is one; a scorer elsewhere.
-DOT = {"popularity", "ease", "mf", "autorec_item", "autorec_user", "autorec_local_kernel"}
+DOT = {"popularity", "ease", "ease_top60", "mf", "autorec_item", "autorec_user", "autorec_local_kernel"}
 # Movies of the catalogue left without train (or validation) ratings: the networks' baseline answers them.
 UNRATED = 3
 
@@ -103,17 +105,30 @@ def test_serving_parts_score_like_the_model(case, fitted):
     assert unknown.shape == (2, len(model.catalogue)) and np.isfinite(unknown).all()
 
 
-def test_ease_serving_query_follows_update_seen(fitted, world):
+@pytest.mark.parametrize("case", ["ease", "ease_top60"])
+def test_ease_serving_query_follows_update_seen(case, fitted, world):
     import pandas as pd
 
     _, split = world
-    model = build_model(load_config(None, CASES["ease"]))
+    model = build_model(load_config(None, CASES[case]))
     model.fit(split.train, world[0])
     model.update_seen(pd.concat([split.train, split.valid]))
     users = np.unique(split.valid[S.USER_ID].to_numpy())[:20]
     parts = model.serving_parts()
     assert parts.is_dot and not parts.approximate_index
     np.testing.assert_allclose(serving_scores(model, users), model.score(users), rtol=1e-5, atol=1e-5)
+
+
+def test_ease_approximation_serves_only_its_kept_movies(fitted):
+    model = fitted("ease_top60")
+    assert model.restricted and len(model.kept) == 60 and model.weights.shape == (60, 60)
+    parts = model.serving_parts()
+    assert parts.candidates.shape == (len(model.catalogue), 60)
+    outside = np.setdiff1d(np.arange(len(model.catalogue)), model.kept)
+    assert not parts.candidates[outside].any()  # scored 0, as model.score scores them
+    counts = np.bincount(model.seen.indices, minlength=len(model.catalogue))
+    assert counts[model.kept].min() >= counts[outside].max()  # the most-rated movies
+    assert not model.score(model.users[:10])[:, outside].any()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -189,7 +204,7 @@ def test_param_defaults_are_unchanged():
                         "reg_user": 5.0, "reg_movie": 2.0, "bias_iterations": 10},
         "hard_impute": {"rank": 2, "tol": 1e-2, "max_iterations": 100, "reg_user": 5.0, "reg_movie": 2.0,
                         "bias_iterations": 10},
-        "ease": {"l2": 400.0},
+        "ease": {"l2": 400.0, "max_movies": 0, "memory_gb": 0.0},
         "popularity": {},
         "mf": {"l2": 0.1, "bias_l2": 0.001, "init_std": 0.05, "refit": True, "refit_epochs_scale": 1.0},
         "ncf": {"layers": [64, 32, 16], "dropout": 0.2, "l2": 0.01, "refit": True, "refit_epochs_scale": 1.0},

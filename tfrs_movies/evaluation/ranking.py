@@ -3,6 +3,13 @@
 Models plug in through a score function ``score(user_ids) -> (len(user_ids), n_items)`` float array whose
 columns follow the catalogue order given to :class:`FullRankingEvaluator`. Everything else (masking the
 train items, top-K, hits, averaging, coverage) is done here once, batched, for every model.
+
+Memory is bounded whatever the size of the problem: users are scored a batch at a time, the batch sized
+from the catalogue so that one batch's (users x items) float32 score block stays under
+:data:`SCORE_BLOCK_BYTES` (256 MiB; at ML-25M's 59,047 movies that is 1,136 users, so the configured 512
+decides); the top K is taken a few rows at a time, relevance is looked up in the sparse test matrix
+(never densified) and only the (users, K) hits and one boolean per catalogue item (coverage) are kept.
+The seen and relevant tables are CSR matrices over the evaluated users (size: their number of ratings).
 """
 
 from __future__ import annotations
@@ -18,31 +25,82 @@ from tfrs_movies.evaluation.metrics import ranking_metrics
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
+SCORE_BLOCK_BYTES = 256 * 2**20  # most bytes of one batch's float32 (users x items) score block
+_TOP_K_BLOCK_BYTES = 32 * 2**20  # argpartition's temporaries (int64 indexes, negated scores) per block
+
+
+def rows_per_block(n_items: int, limit: int | None = None, block_bytes: int = SCORE_BLOCK_BYTES) -> int:
+    """Users per batch so that a (batch, n_items) float32 block holds at most ``block_bytes`` (at least 1
+    row), capped at ``limit`` when given."""
+    rows = max(1, int(block_bytes) // (4 * max(int(n_items), 1)))
+    return rows if limit is None else max(1, min(rows, int(limit)))
+
 
 def interaction_matrix(
     ratings: pd.DataFrame, users: np.ndarray, items: np.ndarray, threshold: float | None = None
 ) -> sp.csr_matrix:
     """Binary CSR matrix (len(users), len(items)) of the rows of ``ratings`` (rating >= threshold if set).
 
-    Rows whose user or item is not in ``users`` / ``items`` are dropped.
+    Rows whose user or item is not in ``users`` / ``items`` are dropped. Canonical: sorted indices, no
+    duplicates (a repeated pair is one entry).
     """
     frame = ratings if threshold is None else ratings[ratings[S.RATING] >= threshold]
     u = pd.Index(users).get_indexer(frame[S.USER_ID].to_numpy())
     i = pd.Index(items).get_indexer(frame[S.MOVIE_ID].to_numpy())
     keep = (u >= 0) & (i >= 0)
-    data = np.ones(int(keep.sum()), dtype=np.float32)
-    matrix = sp.csr_matrix((data, (u[keep], i[keep])), shape=(len(users), len(items)))
+    index_type = np.int32 if max(len(users), len(items)) < 2**31 else np.int64
+    u, i = u[keep].astype(index_type), i[keep].astype(index_type)
+    data = np.ones(len(u), dtype=np.float32)
+    matrix = sp.csr_matrix((data, (u, i)), shape=(len(users), len(items)))
+    matrix.sum_duplicates()
     matrix.data[:] = 1.0  # duplicates summed above; binary relevance
     return matrix
 
 
-def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` best scores per row, best first (ties broken by lower index)."""
-    k = min(k, scores.shape[1])
+def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
     return np.take_along_axis(part, order, axis=1)
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` best scores per row, best first (ties broken by lower index).
+
+    A few rows at a time, so argpartition's temporaries (int64 indexes of the whole rows) stay small
+    however wide the catalogue is.
+    """
+    n, m = scores.shape
+    k = min(k, m)
+    out = np.empty((n, k), dtype=np.int64)
+    step = max(1, _TOP_K_BLOCK_BYTES // (8 * max(m, 1)))
+    for start in range(0, n, step):
+        out[start : start + step] = _top_k_rows(scores[start : start + step], k)
+    return out
+
+
+def sparse_hits(matrix: sp.csr_matrix, columns: np.ndarray) -> np.ndarray:
+    """``(n, K)`` booleans: whether ``columns[r, j]`` is stored in row ``r`` of ``matrix`` (n rows,
+    canonical CSR), looked up without densifying the rows."""
+    n, m = matrix.shape
+    owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(matrix.indptr))
+    stored = owner * m + matrix.indices  # ascending: rows in order, sorted indices within a row
+    wanted = np.arange(n, dtype=np.int64)[:, None] * m + columns
+    if len(stored) == 0:
+        return np.zeros(wanted.shape, dtype=bool)
+    position = np.minimum(np.searchsorted(stored, wanted), len(stored) - 1)
+    return stored[position] == wanted
+
+
+def sample_users(users: np.ndarray, max_users: int, seed: int) -> np.ndarray:
+    """``users`` when ``max_users`` is 0 or at least their number; else a seeded sample of ``max_users``
+    of them, in ascending order (the same sample for the same users, number and seed)."""
+    if max_users < 0:
+        raise ValueError(f"max_users must be >= 0, got {max_users}")
+    if max_users == 0 or max_users >= len(users):
+        return users
+    chosen = np.random.default_rng(seed).choice(len(users), size=max_users, replace=False)
+    return users[np.sort(chosen)]
 
 
 class FullRankingEvaluator:
@@ -53,6 +111,8 @@ class FullRankingEvaluator:
         test: ratings that define relevance (all of them, or rating >= ``relevance_threshold``).
         catalogue: every movie id of the dataset, in the column order of the score function.
         ks: cut-offs to report.
+        max_users: 0 ranks every test user with a relevant item; N ranks a seeded sample of N of them
+            (``seed``), for catalogues and user counts where ranking everyone takes too long.
     """
 
     def __init__(
@@ -63,41 +123,51 @@ class FullRankingEvaluator:
         ks: Sequence[int] = (10, 20),
         relevance_threshold: float | None = None,
         exclude_seen: bool = True,
+        max_users: int = 0,
+        seed: int = 0,
     ) -> None:
         self.catalogue = np.asarray(catalogue)
         self.ks = sorted(int(k) for k in ks)
         relevant_frame = test if relevance_threshold is None else test[test[S.RATING] >= relevance_threshold]
-        self.users = np.sort(relevant_frame[S.USER_ID].unique())
+        users = np.sort(relevant_frame[S.USER_ID].unique())
+        relevant = interaction_matrix(relevant_frame, users, self.catalogue)
+        # Test items outside the catalogue leave a user with nothing to find: not ranked.
+        users = users[np.diff(relevant.indptr) > 0]
+        self.candidate_users = len(users)  # test users with a relevant item, before any sample
+        self.users = sample_users(users, int(max_users), seed)
         self.relevant = interaction_matrix(relevant_frame, self.users, self.catalogue)
-        self.n_relevant = np.asarray(self.relevant.sum(1)).ravel()
-        keep = self.n_relevant > 0  # test items outside the catalogue leave a user with nothing to find
-        self.users, self.relevant, self.n_relevant = (
-            self.users[keep],
-            self.relevant[keep],
-            self.n_relevant[keep],
-        )
+        self.n_relevant = np.diff(self.relevant.indptr).astype(np.float64)
         self.seen = interaction_matrix(train, self.users, self.catalogue) if exclude_seen else None
 
-    def evaluate(self, score: ScoreFn, batch_size: int = 512) -> dict[str, float]:
-        """Average metrics over test users, plus ``coverage@k`` and ``users`` (how many were ranked)."""
+    def evaluate(
+        self, score: ScoreFn, batch_size: int = 512, block_bytes: int = SCORE_BLOCK_BYTES
+    ) -> dict[str, float]:
+        """Average metrics over test users, plus ``coverage@k`` and ``users`` (how many were ranked).
+
+        Users go to ``score`` at most ``batch_size`` at a time, fewer where the catalogue is so wide
+        that a batch's float32 score block would pass ``block_bytes``.
+        """
         if len(self.users) == 0:
             raise ValueError("no test user has a relevant item in the catalogue")
         k_max = self.ks[-1]
+        n_items = len(self.catalogue)
+        step = rows_per_block(n_items, batch_size, block_bytes)
         sums: dict[str, float] = {}
-        recommended = {k: np.zeros(len(self.catalogue), dtype=bool) for k in self.ks}
-        for start in range(0, len(self.users), batch_size):
-            stop = min(start + batch_size, len(self.users))
+        recommended = {k: np.zeros(n_items, dtype=bool) for k in self.ks}
+        for start in range(0, len(self.users), step):
+            stop = min(start + step, len(self.users))
             scores = np.array(score(self.users[start:stop]), dtype=np.float32, copy=True)
-            if scores.shape != (stop - start, len(self.catalogue)):
+            if scores.shape != (stop - start, n_items):
                 raise ValueError(
-                    f"score function returned shape {scores.shape}, "
-                    f"expected {(stop - start, len(self.catalogue))}"
+                    f"score function returned shape {scores.shape}, expected {(stop - start, n_items)}"
                 )
             if self.seen is not None:
-                seen = self.seen[start:stop].tocoo()
-                scores[seen.row, seen.col] = -np.inf
+                seen = self.seen[start:stop]
+                rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
+                scores[rows, seen.indices] = -np.inf
             top = top_k_indices(scores, k_max)
-            hits = np.take_along_axis(self.relevant[start:stop].toarray() > 0, top, axis=1)
+            del scores
+            hits = sparse_hits(self.relevant[start:stop], top)
             for name, values in ranking_metrics(hits, self.n_relevant[start:stop], self.ks).items():
                 sums[name] = sums.get(name, 0.0) + float(values.sum())
             for k in self.ks:

@@ -35,7 +35,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tfrs_movies import schema as S
-from tfrs_movies.evaluation.ranking import interaction_matrix, top_k_indices
+from tfrs_movies.evaluation.ranking import interaction_matrix, rows_per_block, top_k_indices
 from tfrs_movies.models.state import State, read_state, write_state
 
 if typing.TYPE_CHECKING:
@@ -210,9 +210,15 @@ class Recommender(abc.ABC):
         cols = pd.Index(self.catalogue).get_indexer(movie_ids)
         out = np.zeros(len(user_ids), dtype=np.float32)
         uniq, inverse = np.unique(user_ids, return_inverse=True)
-        scores = self.score(uniq)
-        ok = cols >= 0
-        out[ok] = scores[inverse[ok], cols[ok]]
+        ok = np.flatnonzero(cols >= 0)
+        ok = ok[np.argsort(inverse[ok], kind="stable")]
+        # Score rows a block of users at a time (bounded memory whatever the catalogue).
+        step = rows_per_block(len(self.catalogue))
+        bounds = np.searchsorted(inverse[ok], np.arange(0, len(uniq) + step, step))
+        for block, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            if hi > lo:
+                scores = self.score(uniq[block * step : (block + 1) * step])
+                out[ok[lo:hi]] = scores[inverse[ok[lo:hi]] - block * step, cols[ok[lo:hi]]]
         return out
 
     def seen_mask(self, user_ids: np.ndarray) -> sp.csr_matrix:
@@ -233,12 +239,21 @@ class Recommender(abc.ABC):
         """Top ``k`` movie ids and their scores per user, best first; seen movies removed by default."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        scores = self.score(user_ids)
-        if exclude_seen:
-            seen = self.seen_mask(user_ids).tocoo()
-            scores[seen.row, seen.col] = -np.inf
-        top = top_k_indices(scores, k)
-        return self.catalogue[top], np.take_along_axis(scores, top, axis=1)
+        user_ids = np.asarray(user_ids)
+        k = min(k, len(self.catalogue))
+        movies = np.empty((len(user_ids), k), dtype=self.catalogue.dtype)
+        values = np.empty((len(user_ids), k), dtype=np.float32)
+        step = rows_per_block(len(self.catalogue))  # bounded score blocks whatever the catalogue
+        for start in range(0, len(user_ids), step):
+            chunk = user_ids[start : start + step]
+            scores = self.score(chunk)
+            if exclude_seen:
+                seen = self.seen_mask(chunk).tocoo()
+                scores[seen.row, seen.col] = -np.inf
+            top = top_k_indices(scores, k)
+            movies[start : start + step] = self.catalogue[top]
+            values[start : start + step] = np.take_along_axis(scores, top, axis=1)
+        return movies, values
 
     def movie_embeddings(self) -> np.ndarray | None:
         """(len(catalogue), d) movie vectors when the model has them (for similar movies and indexes)."""

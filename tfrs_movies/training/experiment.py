@@ -62,7 +62,8 @@ def evaluate(model: Any, split: Split, config: dict[str, Any], on: str = "test")
     seen = split.train if on != "test" or split.valid is None else pd.concat([split.train, split.valid])
     ev = config["eval"]
     evaluator = FullRankingEvaluator(
-        seen, frame, model.catalogue, ev["ks"], ev["relevance_threshold"], ev["exclude_seen"]
+        seen, frame, model.catalogue, ev["ks"], ev["relevance_threshold"], ev["exclude_seen"],
+        max_users=ev.get("max_users", 0), seed=config.get("seed", 0),
     )
     metrics = evaluator.evaluate(model.score, ev["batch_size"])
     if model.predicts_ratings:
