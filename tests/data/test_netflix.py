@@ -300,3 +300,19 @@ def test_failed_conversion_leaves_no_cache(tmp_path):
     with pytest.raises(DataFormatError):
         load_netflix(data)
     assert not [p for p in (data / ".cache").iterdir()]  # neither a cache file nor a temp file
+
+
+def test_probe_split_by_int64_keys_matches_the_pairs_even_with_a_repeated_probe_line():
+    from tfrs_movies.data.splits import probe_split
+
+    rng = np.random.default_rng(0)
+    users, movies = rng.integers(1, 2_649_430, 5000), rng.integers(1, 17771, 5000)
+    ratings = pd.DataFrame({S.USER_ID: users, S.MOVIE_ID: movies, S.RATING: 3.0, S.TIMESTAMP: 0})
+    ratings = ratings.drop_duplicates([S.USER_ID, S.MOVIE_ID])
+    probe = ratings.sample(300, random_state=1)[[S.USER_ID, S.MOVIE_ID]]
+    probe = pd.concat([probe, probe.iloc[:3], pd.DataFrame({S.USER_ID: [7], S.MOVIE_ID: [17771]})])
+    split = probe_split(ratings.reset_index(drop=True), probe)
+    pairs = set(zip(probe[S.USER_ID], probe[S.MOVIE_ID], strict=True))
+    in_probe = [(u, m) in pairs for u, m in zip(ratings[S.USER_ID], ratings[S.MOVIE_ID], strict=True)]
+    assert len(split.test) == 300 and len(split.train) == len(ratings) - 300 == len(ratings) - sum(in_probe)
+    assert not set(zip(split.train[S.USER_ID], split.train[S.MOVIE_ID], strict=True)) & pairs

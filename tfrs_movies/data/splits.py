@@ -108,10 +108,20 @@ def leave_last_out_split(ratings: pd.DataFrame) -> Split:
 
 
 def probe_split(ratings: pd.DataFrame, probe: pd.DataFrame) -> Split:
-    """Netflix: the probe (user, movie) pairs are the test set and are removed from train."""
-    keys = pd.MultiIndex.from_frame(ratings[[S.USER_ID, S.MOVIE_ID]])
-    probe_keys = pd.MultiIndex.from_frame(probe[[S.USER_ID, S.MOVIE_ID]].astype(np.int64))
-    mask = keys.isin(probe_keys)
+    """Netflix: the probe (user, movie) pairs are the test set and are removed from train.
+
+    Pairs are compared as one int64 key each (user * (largest movie + 1) + movie), a chunk of ratings
+    at a time against a hash of the probe's keys: no MultiIndex of every rating (gigabytes at 100M)."""
+    probe_u = probe[S.USER_ID].to_numpy(np.int64)
+    probe_m = probe[S.MOVIE_ID].to_numpy(np.int64)
+    u, m = ratings[S.USER_ID].to_numpy(), ratings[S.MOVIE_ID].to_numpy()
+    width = int(max(m.max(initial=0), probe_m.max(initial=0))) + 1
+    probe_keys = pd.Index(probe_u * width + probe_m).unique()
+    mask = np.zeros(len(ratings), bool)
+    step = 1 << 22
+    for lo in range(0, len(ratings), step):
+        hi = min(lo + step, len(ratings))
+        mask[lo:hi] = probe_keys.get_indexer(u[lo:hi].astype(np.int64) * width + m[lo:hi]) >= 0
     return Split("probe", ratings[~mask].reset_index(drop=True), ratings[mask].reset_index(drop=True))
 
 
