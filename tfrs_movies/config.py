@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
         "early_stopping": {"metric": "recall@20", "patience": 3, "min_delta": 0.0},
         "verbose": 1,
         "factorized_topk": False,
+        # default: one device; mirrored: MirroredStrategy over the local GPUs (else the CPU devices);
+        # multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG (see training/distribute.py).
+        "strategy": "default",
     },
     # max_users: 0 ranks every test user; N a sample of N of them (drawn with the run's seed).
     "eval": {"ks": [10, 20], "relevance_threshold": None, "batch_size": 512, "exclude_seen": True,
@@ -85,6 +88,7 @@ _CHOICES: dict[str, tuple] = {
     "data.split.kind": SPLIT_KINDS,
     "model.similarity": ("dot", "cosine"),
     "train.optimizer": ("adagrad", "adam", "sgd"),
+    "train.strategy": ("default", "mirrored", "multi_worker"),
 }
 # Keys whose default is None, with the types they may hold otherwise.
 _NULLABLE: dict[str, tuple[type, ...]] = {

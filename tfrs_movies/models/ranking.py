@@ -53,6 +53,7 @@ from tfrs_movies.models.retrieval import build_towers, make_optimizer
 from tfrs_movies.models.serving_parts import ServingParts
 from tfrs_movies.models.serving_parts import id_lookup as user_slots
 from tfrs_movies.models.state import State, keras_weights, set_keras_weights
+from tfrs_movies.models.tasks import GlobalBatchLoss, global_batch_share
 from tfrs_movies.training.fit import ValidationEarlyStopping, fit_keras
 
 TARGET = "target"  # the training label of a batch: rating, normalised rating or 0/1, (B,) float32
@@ -270,7 +271,12 @@ class TowerModel(MeanLossModel):
         raise NotImplementedError
 
 
-class RankingModel(TowerModel):
+# The batch mean of (batch,) targets and predictions: Keras losses take the mean over the last axis, so
+# no reduction is left (and Keras refuses AUTO / SUM_OVER_BATCH_SIZE under a distribution strategy).
+_BATCH_MEAN = tf.keras.losses.Reduction.NONE
+
+
+class RankingModel(GlobalBatchLoss, TowerModel):
     """A TFRS ranking model: one head (see the module docstring) and the ``Ranking`` task.
 
     ``compute_loss(features)``: a batch of raw features plus ``target`` ``(B,)`` float32 (the rating,
@@ -293,11 +299,13 @@ class RankingModel(TowerModel):
         if head in ("concat", "classification"):
             self.mlp = ConcatHead(head_layers, dropout, out_bias=0.0 if biases else init, name="head")
         if head == "classification":
-            task_loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+            task_loss = tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=_BATCH_MEAN)
             metrics = [tf.keras.metrics.AUC(from_logits=True, name="auc")]
         else:
             task_loss = (
-                tf.keras.losses.MeanSquaredError() if loss == "mse" else tf.keras.losses.MeanAbsoluteError()
+                tf.keras.losses.MeanSquaredError(reduction=_BATCH_MEAN)
+                if loss == "mse"
+                else tf.keras.losses.MeanAbsoluteError(reduction=_BATCH_MEAN)
             )
             metrics = [tf.keras.metrics.RootMeanSquaredError()]
         self.task = tfrs.tasks.Ranking(loss=task_loss, metrics=metrics)
@@ -333,7 +341,9 @@ class RankingModel(TowerModel):
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         u, m = self.encode_users(features, training), self.encode_movies(features, training)
         predictions = self.predict_pairs(u, m, training=training)
-        return self.task(labels=features[TARGET], predictions=predictions) + self.penalty(u, m)
+        loss = self.task(labels=features[TARGET], predictions=predictions) + self.penalty(u, m)
+        # Under N replicas: this replica's share of the global batch's mean (one device: the mean).
+        return global_batch_share(loss, tf.shape(predictions)[0], self.losses)
 
 
 class ClassificationEarlyStopping(ValidationEarlyStopping):
@@ -424,7 +434,10 @@ class TowerRecommender(Recommender):
             dataset, train, np.union1d(self.users, known_users).astype(np.int64), self.catalogue,
             user_features, movie_features, m["history_length"],
         )  # fmt: skip
-        self.model = self._build_model()
+        from tfrs_movies.training.distribute import strategy_for
+
+        with strategy_for(self.config).scope():  # train.strategy: variables mirrored over the replicas
+            self.model = self._build_model()
         # In memory up to train.stream_above rows, else streamed from index shards (features/pipeline.py).
         data, shards = training_dataset(
             train, self.users, self.catalogue, self._targets(train), cfg["batch_size"],

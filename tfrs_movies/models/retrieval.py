@@ -31,15 +31,20 @@ from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import register
 from tfrs_movies.models.serving_parts import FeatureQuery, ServingParts, TowerQuery
 from tfrs_movies.models.state import State, keras_weights, set_keras_weights
+from tfrs_movies.models.tasks import CrossReplicaRetrieval, GlobalBatchLoss
 from tfrs_movies.models.towers import FeatureTower
 
 SAMPLING_PROBABILITY = "sampling_probability"
 
 
-class TwoTowerRetrievalModel(tfrs.Model):
+class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
     """``compute_loss(features)``: raw user and movie features of a batch (``user_id``/``movie_id``
     ``(batch,)`` strings plus side features), and ``sampling_probability`` ``(batch,)`` float32 when the
-    correction is on. ``catalogue`` (all movie features) adds every movie as a negative."""
+    correction is on. ``catalogue`` (all movie features) adds every movie as a negative.
+
+    The task is :class:`~tfrs_movies.models.tasks.CrossReplicaRetrieval`: TFRS's ``Retrieval`` on one
+    device, and under a strategy of N replicas each replica's queries meet the candidates of the whole
+    global batch (so N replicas learn what one device learns from the same global batch)."""
 
     def __init__(
         self,
@@ -60,29 +65,40 @@ class TwoTowerRetrievalModel(tfrs.Model):
         self.catalogue_probability = (
             tf.constant(catalogue_probability, tf.float32) if catalogue_probability is not None else None
         )
-        self.task = tfrs.tasks.Retrieval(
-            temperature=temperature, remove_accidental_hits=remove_accidental_hits
-        )
+        self.task = CrossReplicaRetrieval(temperature, remove_accidental_hits)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         queries = self.query_tower(features, training=training)
         candidates = self.candidate_tower(features, training=training)
-        ids = features[S.MOVIE_ID]
         probability = features[SAMPLING_PROBABILITY] if self.sampling_correction else None
+        extra = {}
         if self.catalogue is not None:
-            # Extra negatives: the whole catalogue after the batch's positives (TFRS treats candidates
-            # beyond the number of queries as negatives for every query).
-            candidates = tf.concat([candidates, self.candidate_tower(self.catalogue, training=training)], 0)
-            ids = tf.concat([ids, self.catalogue[S.MOVIE_ID]], 0)
-            if probability is not None:
-                probability = tf.concat([probability, self.catalogue_probability], 0)
+            # Extra negatives: the whole catalogue after the (global) batch's positives.
+            extra = dict(
+                extra_embeddings=self.candidate_tower(self.catalogue, training=training),
+                extra_ids=self.catalogue[S.MOVIE_ID],
+                extra_sampling_probability=self.catalogue_probability if probability is not None else None,
+            )
         return self.task(
             queries,
             candidates,
             candidate_sampling_probability=probability,
-            candidate_ids=ids if self.remove_accidental_hits else None,
-            compute_metrics=False,
+            candidate_ids=features[S.MOVIE_ID] if self.remove_accidental_hits else None,
+            **extra,
         )
+
+    def train_step(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """TFRS's train step, with N replicas counted once: the optimizer sums the replicas' gradients
+        and Keras sums the replicas' logs, so each replica adds 1/N of the (replica-independent)
+        regularization; the figures logged are then the global batch's, as on one device."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses]) / replicas
+            total_loss = loss + regularization_loss
+        gradients = tape.gradient(total_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        return {"loss": loss, "regularization_loss": regularization_loss, "total_loss": total_loss}
 
 
 def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
@@ -158,7 +174,10 @@ class RetrievalRecommender(Recommender):
             m["movie_features"],
             m["history_length"],
         )
-        self.model = self._build()
+        from tfrs_movies.training.distribute import strategy_for
+
+        with strategy_for(self.config).scope():  # train.strategy: variables mirrored over the replicas
+            self.model = self._build()
         column = pd.Index(self.catalogue).get_indexer(train[S.MOVIE_ID].to_numpy())
         probability = np.maximum(np.asarray(self.popularity, np.float32)[column], 1e-8)
         del column

@@ -9,10 +9,15 @@ and restores the best epoch's weights at the end. Two kinds of metric:
   (user, movie) pairs, predictions clipped to the rating scale as in the headline figures.
 
 Which way is better comes from the metric table (:mod:`tfrs_movies.evaluation.metrics_table`).
+
+Under a distribution strategy (``train.strategy``, :mod:`tfrs_movies.training.distribute`) the model
+was built in the strategy's scope; ``fit_keras`` shards the data per worker, the early-stopping figures
+are computed on the chief and broadcast, and only the chief writes into the run directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -23,9 +28,12 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_movies import schema as S
+from tfrs_movies.config import ConfigError
 from tfrs_movies.evaluation import metrics_table as M
 from tfrs_movies.evaluation.metrics import mae, rmse
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
+from tfrs_movies.models.tasks import GlobalBatchLoss
+from tfrs_movies.training import distribute as D
 
 # Rating metrics ``predict``-based early stopping can watch (from the metric table).
 RATING_METRICS = M.RATING_METRICS
@@ -69,11 +77,13 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         self.recommender.on_weights_changed()
-        metrics = self._validation_metrics()
+        # Multi-worker: the chief evaluates, every worker gets its figure (same stop, same best weights).
+        strategy = self.model.distribute_strategy
+        metrics = self._validation_metrics() if D.is_chief(strategy) else {}
         for name, value in metrics.items():
             if name != "users":
                 logs[f"val_{name}"] = value
-        current = metrics[self.metric]
+        current = D.from_chief(strategy, metrics.get(self.metric))
         if self._improved(current):
             self.best, self.best_epoch, self.wait = current, epoch, 0
             self.best_weights = self.model.get_weights()
@@ -159,6 +169,8 @@ def fit_keras(
     """Train ``recommender.model`` on ``data``; returns the Keras history (plus ``best_epoch``).
 
     ``epochs`` overrides ``train.epochs`` (e.g. a refit on train + validation for the best epoch count).
+    ``data`` is batched by the global batch (``train.batch_size``); under a strategy each worker keeps its
+    part of every batch (auto-shard by data) and a non-chief worker writes into a temporary directory.
     """
     config = recommender.config
     cfg = config["train"]
@@ -167,15 +179,23 @@ def fit_keras(
     if valid is not None and len(valid):
         stopper = make_early_stopping(recommender, train, valid)
         callbacks.append(stopper)  # first, so the val_ metrics are in the logs TensorBoard writes
-    if run_dir is not None:
-        callbacks.append(
-            tf.keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"), update_freq="epoch")
+    strategy = recommender.model.distribute_strategy
+    if cfg.get("strategy", "default") != "default" and not isinstance(recommender.model, GlobalBatchLoss):
+        raise ConfigError(
+            f"config key 'train.strategy' {cfg['strategy']!r} is not supported by model {recommender.name!r} "
+            "(its loss is not split over replicas); use train.strategy=default"
         )
-    callbacks += extra_callbacks or []
-    start = time.perf_counter()
-    history = recommender.model.fit(
-        data, epochs=epochs or cfg["epochs"], callbacks=callbacks, verbose=cfg["verbose"]
-    )
+    with contextlib.ExitStack() as stack:
+        if run_dir is not None:
+            out = stack.enter_context(D.write_dir(run_dir, strategy))
+            callbacks.append(
+                tf.keras.callbacks.TensorBoard(log_dir=str(Path(out) / "tensorboard"), update_freq="epoch")
+            )
+        callbacks += extra_callbacks or []
+        start = time.perf_counter()
+        history = recommender.model.fit(
+            D.shard_by_data(data), epochs=epochs or cfg["epochs"], callbacks=callbacks, verbose=cfg["verbose"]
+        )
     out = {k: [float(v) for v in values] for k, values in history.history.items()}
     out["train_seconds"] = [time.perf_counter() - start]
     if stopper is not None and stopper.best_epoch >= 0:
