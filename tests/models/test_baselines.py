@@ -303,3 +303,50 @@ def test_recommend_and_predict_in_user_blocks_equal_one_block(monkeypatch):
     np.testing.assert_array_equal(blocked_scores, scores)
     np.testing.assert_array_equal(base.Recommender.predict(model, pairs_u, pairs_m), predicted)
     np.testing.assert_allclose(predicted, model.score(users).ravel(), rtol=1e-6)
+
+
+def test_hybrid_weight_search_ranks_a_sample_when_its_rows_would_not_fit(monkeypatch, tiny_world, tiny_split):
+    from tfrs_movies.models import hybrid
+    from tfrs_movies.models.baselines import memory
+
+    ranked = []
+    real = hybrid.FullRankingEvaluator
+
+    def recording(*args, **kwargs):
+        evaluator = real(*args, **kwargs)
+        ranked.append(len(evaluator.users))
+        return evaluator
+
+    monkeypatch.setattr(hybrid, "FullRankingEvaluator", recording)
+    config = load_config(None, {"model.name": "hybrid", "model.params.components": [
+        {"model": "popularity", "set": {}},
+        {"model": "ease", "set": {"model.params.l2": 10.0, "model.params.memory_gb": 1.0}},
+    ]})  # fmt: skip
+    build_model(config).fit(tiny_split.train, tiny_world.dataset, tiny_split.valid)
+    n_movies = len(tiny_world.dataset.movies)
+    # The search holds 2 components' rows + the blend + a copy: 4 float32 rows per user; room for 10.
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(np.ceil(16 * n_movies * 10 / 0.9)))
+    model = build_model(config).fit(tiny_split.train, tiny_world.dataset, tiny_split.valid)
+    assert ranked[0] > 10 and ranked[1] == 10
+    assert len(model.weights) == 2 and np.isclose(model.weights.sum(), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("svd", {"rank": 5}), ("svd", {"rank": 40}), ("soft_impute", {"max_rank": 5}),
+     ("hard_impute", {"rank": 3})],  # fmt: skip
+)
+def test_factor_baselines_refuse_in_one_line_before_factorising(name, params, monkeypatch):
+    from tfrs_movies.models.baselines import impute, memory, svd
+
+    ratings = _frame(_low_rank(60, 40, 3), np.random.default_rng(2).random((60, 40)) < 0.5)
+    calls = []
+    monkeypatch.setattr(svd, "truncated_svd", lambda *a: calls.append(a))
+    monkeypatch.setattr(impute, "complete_matrix", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
+    with pytest.raises(memory.TooLargeError) as err:
+        _fit(name, ratings, **params)
+    message = str(err.value)
+    assert "\n" not in message and "needs about" in message and "rank" in message and calls == []
+    assert svd.svd_bytes(60, 40, 40) == 16 * (60 * 40 + 100 * 40)  # the dense path
+    assert svd.svd_bytes(162_541, 59_047, 10) == 8 * 31 * (162_541 + 59_047)

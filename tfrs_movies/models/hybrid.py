@@ -7,6 +7,11 @@ without early stopping (EASE, the baselines) are refitted on train + validation.
 looked at. Standardising each user's score row (zero mean, unit variance over the catalogue) puts
 scores of different scales (a two-tower dot product, an EASE score) on one footing.
 
+The weight search holds every component's (users x catalogue) score rows of the weight-validation users
+at once: where they would not fit in memory (90 % of MemAvailable; ML-25M's 162k users x 59k movies
+would need tens of GB), it ranks a seeded sample of as many users as fit, decided before any
+component is fitted.
+
 Typical use: the TFRS two-tower model beside EASE, so that the learned towers add what the linear
 item-item model misses (measured in docs/BENCHMARKS.md).
 """
@@ -178,6 +183,7 @@ class HybridRecommender(Recommender):
                 valid, self.params.weight_fraction, self.config["seed"], min_ratings=1
             )
             stop_valid, weight_valid = valid[~held], valid[held]
+        search_users = self._search_users(0 if weight_valid is None else weight_valid[S.USER_ID].nunique())
         self.components = [
             build_model(self.component_config(spec)).fit(train, dataset, stop_valid, **kwargs)
             for spec in specs
@@ -193,7 +199,10 @@ class HybridRecommender(Recommender):
             return
         k = int(self.params.metric.split("@")[1])
         # The early-stopping half counts as seen history when ranking the weight half.
-        evaluator = FullRankingEvaluator(pd.concat([train, stop_valid]), weight_valid, self.catalogue, ks=[k])
+        evaluator = FullRankingEvaluator(
+            pd.concat([train, stop_valid]), weight_valid, self.catalogue, ks=[k],
+            max_users=search_users, seed=self.config["seed"],
+        )
         for component in self.components:
             component.update_seen(pd.concat([train, stop_valid]))
         rows = [standardise_rows(c.score(evaluator.users)) for c in self.components]
@@ -214,6 +223,17 @@ class HybridRecommender(Recommender):
         for i, spec in enumerate(specs):
             if not self.components[i].uses_validation:
                 self.components[i] = build_model(self.component_config(spec)).fit(everything, dataset, None)
+
+    def _search_users(self, n_users: int) -> int:
+        """0 (every weight-validation user) when the search's score rows fit in memory, else how many
+        users do: the components' rows, their blend and the evaluator's copy, float32."""
+        from tfrs_movies.models.baselines.memory import memory_budget
+
+        budget, _ = memory_budget()
+        row_bytes = 4 * max(len(self.catalogue), 1) * (len(self.params.components) + 2)
+        if budget is None or self.params.weights or n_users * row_bytes <= budget:
+            return 0
+        return max(1, budget // row_bytes)
 
     def update_seen(self, ratings: pd.DataFrame) -> None:
         super().update_seen(ratings)

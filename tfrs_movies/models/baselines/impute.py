@@ -38,6 +38,7 @@ from tfrs_movies.models.baselines.biases import (
     non_negative,
     rowwise_dot,
 )
+from tfrs_movies.models.baselines.memory import require
 from tfrs_movies.models.registry import register
 
 _OVERSAMPLE = 10  # extra directions in the randomized range finder
@@ -177,6 +178,12 @@ class _ImputeRecommender(BiasedRatingModel):
         self, rows: np.ndarray, cols: np.ndarray, residual: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         rank, shrinkage = self._rank_and_shrinkage()
+        n, m = len(self.users), len(self.catalogue)
+        # About eight (n + m) x (rank + oversampling) float64 blocks live at once (probe, samples, basis,
+        # factors old and new), beside the sparse residual.
+        need = 64 * (n + m) * (min(rank, n, m) + _OVERSAMPLE)
+        advice = "lower its rank (model.params.rank or max_rank)"
+        require(need, f"{self.name} of rank {rank} on {n:,} x {m:,}", advice)
         user_factors, movie_factors, history = complete_matrix(
             rows,
             cols,

@@ -44,3 +44,13 @@ def memory_budget(memory_gb: float = 0.0) -> tuple[int | None, str]:
 
 def gigabytes(n_bytes: float) -> str:
     return f"{n_bytes / GB:,.1f} GB"
+
+
+def require(need: int, what: str, advice: str, memory_gb: float = 0.0) -> None:
+    """Raise :class:`TooLargeError` (one line) when ``need`` bytes exceed the budget; nothing is
+    allocated here. ``what`` says what would be built, ``advice`` what setting makes it fit."""
+    budget, source = memory_budget(memory_gb)
+    if budget is not None and need > budget:
+        raise TooLargeError(
+            f"{what} needs about {gigabytes(need)} but the budget is {gigabytes(budget)} ({source}); {advice}"
+        )

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from tfrs_movies.models.baselines.biases import BiasedRatingModel, FactorBiasParams, non_negative
+from tfrs_movies.models.baselines.memory import require
 from tfrs_movies.models.registry import register
 
 
@@ -42,6 +43,15 @@ def truncated_svd(
     return u[:, order], s[order], vt[order].T
 
 
+def svd_bytes(n: int, m: int, rank: int) -> int:
+    """Peak memory of :func:`truncated_svd` beyond the sparse matrix: the dense matrix, U and V^T (and
+    LAPACK's as much again) on the dense path; else ARPACK's 2k + 1 Lanczos vectors, U and V."""
+    k = max(0, min(rank, n, m))
+    if k >= min(n, m) - 1:
+        return 16 * (n * m + (n + m) * min(n, m))
+    return 8 * (2 * k + 1 + k) * (n + m)
+
+
 @register
 class SVDRecommender(BiasedRatingModel):
     """Biases + rank-``rank`` truncated SVD of the residual matrix (``mu + b_u + b_i + U S V^T``)."""
@@ -58,6 +68,9 @@ class SVDRecommender(BiasedRatingModel):
     def _fit_factors(
         self, rows: np.ndarray, cols: np.ndarray, residual: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        n, m = len(self.users), len(self.catalogue)
+        require(svd_bytes(n, m, self.params.rank), f"SVD of rank {self.params.rank} on {n:,} x {m:,}",
+                "lower model.params.rank")  # fmt: skip
         matrix = sp.csr_matrix((residual, (rows, cols)), shape=(len(self.users), len(self.catalogue)))
         u, s, v = truncated_svd(matrix, self.params.rank, self.config.get("seed", 0))
         self.history["singular_values"] = s.tolist()
