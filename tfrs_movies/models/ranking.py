@@ -419,8 +419,9 @@ class TowerRecommender(Recommender):
     ) -> None:
         m, cfg = self.config["model"], self.config["train"]
         tf.keras.utils.set_random_seed(self.config["seed"])
-        u = pd.Index(self.users).get_indexer(train[S.USER_ID].to_numpy())
-        i = pd.Index(self.catalogue).get_indexer(train[S.MOVIE_ID].to_numpy())
+        # int32 positions: half the memory of get_indexer's int64 at 100M ratings, the same biases.
+        u = pd.Index(self.users).get_indexer(train[S.USER_ID].to_numpy()).astype(np.int32)
+        i = pd.Index(self.catalogue).get_indexer(train[S.MOVIE_ID].to_numpy()).astype(np.int32)
         ratings = train[S.RATING].to_numpy(np.float64)
         # The damped baseline answers whatever the towers cannot represent (see the module docstring).
         self.mu, self.b_user, self.b_movie = fit_baseline(u, i, ratings, len(self.users), len(self.catalogue))
