@@ -17,6 +17,8 @@ import pytest
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[2]
+# A child TensorFlow process (about 10 s): outside the fast lane, which is already near its 2 minutes.
+pytestmark = pytest.mark.slow
 
 
 def _compare(strategy, batch: int, rng) -> dict:
