@@ -84,3 +84,16 @@ def test_runner_refuses_what_it_cannot_measure(tiny_world, tmp_path):
     no_valid = _config("popularity", "data.split.validation_fraction=0")
     with pytest.raises(ConfigError, match="validation_fraction"):
         run(no_valid, "valid", QUIET, tmp_path / "y", dataset=tiny_world.dataset)
+
+
+def test_a_worker_that_is_not_the_chief_leaves_the_run_directory_alone(tiny_world, tmp_path, monkeypatch):
+    """Multi-worker runs: every worker runs the same command with the same --run-dir; only the chief's
+    files land there, another worker's go to a temporary folder that is gone when the run ends."""
+    from tfrs_movies.training import distribute
+
+    monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)
+    monkeypatch.setattr(distribute, "_task", lambda strategy: ("worker", 1, {"worker": ["a:1", "b:2"]}))
+    result = run(_config("popularity"), "test", QUIET, tmp_path / "shared", dataset=tiny_world.dataset)
+    assert not (tmp_path / "shared").exists()
+    assert result.run_dir != tmp_path / "shared" and not result.run_dir.exists()
+    assert result.metrics["evaluated_on"] == "test"  # the worker still computed the whole run

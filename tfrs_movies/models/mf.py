@@ -292,7 +292,10 @@ class MeanLossModel(tfrs.Model):
 
     def train_step(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         logs = super().train_step(inputs)
-        self.loss_tracker.update_state(logs["total_loss"])
+        # Each replica's loss is its share of the global-batch mean: weighted so that the tracker's
+        # sums across replicas give the mean itself, one step counted once.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.loss_tracker.update_state(logs["total_loss"] * replicas, sample_weight=1.0 / replicas)
         logs = {k: v for k, v in logs.items() if k != self.loss_tracker.name}
         logs["loss"] = self.loss_tracker.result()
         return logs

@@ -12,9 +12,10 @@ movie vectors, and ``export/`` when ``export.enabled``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -135,39 +136,53 @@ def run(
     if run_dir is None:
         run_dir = config["run_dir"] or default_run_dir(config)
     run_dir = Path(run_dir)
-    config["run_dir"] = str(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", C.dump(config))
+    # Multi-worker training: only the chief writes the run directory; every other worker writes into a
+    # temporary one (it still must write: TensorBoard and saving take part in collectives), removed at
+    # the end.
+    with _run_directory(run_dir, config) as run_dir:
+        config["run_dir"] = str(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", C.dump(config))
 
-    split = build_split(config, dataset)
-    if evaluate_on == "valid" and (split.valid is None or not len(split.valid)):
-        raise C.ConfigError(
-            "evaluating on validation needs a validation split: set data.split.validation_fraction > 0"
-        )
-    say(f"split: {split.kind} " + ", ".join(f"{k} {v:,}" for k, v in split.sizes().items()))
-    model = build_model(config)
-    train_seconds = fit(model, split, dataset, evaluate_on, run_dir)
+        split = build_split(config, dataset)
+        if evaluate_on == "valid" and (split.valid is None or not len(split.valid)):
+            raise C.ConfigError(
+                "evaluating on validation needs a validation split: set data.split.validation_fraction > 0"
+            )
+        say(f"split: {split.kind} " + ", ".join(f"{k} {v:,}" for k, v in split.sizes().items()))
+        model = build_model(config)
+        train_seconds = fit(model, split, dataset, evaluate_on, run_dir)
 
-    metrics: dict[str, Any] = evaluate(model, split, config, evaluate_on)
-    metrics["train_seconds"] = round(train_seconds, 2)
-    if "best_epoch" in model.history:
-        metrics["best_epoch"] = int(model.history["best_epoch"][0])
-    metrics.update({"dataset": dataset.name, "model": model.name, "split": split.kind})
-    metrics["sizes"] = split.sizes()
-    metrics["evaluated_on"] = EVALUATED_ON[evaluate_on]
-    if extra_figures is not None:
-        metrics.update(extra_figures(model, split))
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    model.save(run_dir / "model")
-    result = ExperimentResult(run_dir, metrics, model, dataset, split, evaluate_on)
-    if evaluate_on == "test":
-        _write_tensorboard(result)
-        if config["export"]["enabled"]:
-            from tfrs_movies.serving.export import export_run
+        metrics: dict[str, Any] = evaluate(model, split, config, evaluate_on)
+        metrics["train_seconds"] = round(train_seconds, 2)
+        if "best_epoch" in model.history:
+            metrics["best_epoch"] = int(model.history["best_epoch"][0])
+        metrics.update({"dataset": dataset.name, "model": model.name, "split": split.kind})
+        metrics["sizes"] = split.sizes()
+        metrics["evaluated_on"] = EVALUATED_ON[evaluate_on]
+        if extra_figures is not None:
+            metrics.update(extra_figures(model, split))
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        model.save(run_dir / "model")
+        result = ExperimentResult(run_dir, metrics, model, dataset, split, evaluate_on)
+        if evaluate_on == "test":
+            _write_tensorboard(result)
+            if config["export"]["enabled"]:
+                from tfrs_movies.serving.export import export_run
 
-            exported = export_run(model, dataset, run_dir, k_max=config["export"]["k_max"], metrics=metrics)
-            say(f"export: {exported}")
-    return result
+                k_max = config["export"]["k_max"]
+                exported = export_run(model, dataset, run_dir, k_max=k_max, metrics=metrics)
+                say(f"export: {exported}")
+        return result
+
+
+@contextlib.contextmanager
+def _run_directory(run_dir: Path, config: dict[str, Any]) -> Iterator[Path]:
+    """``run_dir`` on the chief (or a single process), a removed-at-exit temporary folder elsewhere."""
+    from tfrs_movies.training.distribute import strategy_for, write_dir
+
+    with write_dir(run_dir, strategy_for(config)) as path:
+        yield path
 
 
 def _write_tensorboard(result: ExperimentResult) -> None:
