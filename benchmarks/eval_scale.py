@@ -10,7 +10,8 @@ and popularity; ``score`` = seeded random 64-d user factors @ 64-d movie factors
 is the evaluator's (seen movies masked, top 20, sparse hits, every metric at 10 and 20, coverage) plus
 one (users x 64) @ (64 x 59,047) product per batch. ``--max-users N`` ranks a seeded sample of N test
 users (``eval.max_users``) instead of all; ``--ease`` also fits EASE on the same data to show it refuses
-in one line, before allocating its matrices, where they would not fit; ``--ease-movies N`` fits the
+in one line, before allocating its matrices, where they would not fit (on a machine with the ~42 GB
+it needs, it would fit it, for hours); ``--ease-movies N`` fits the
 documented approximation (EASE on the N most-rated movies) and ranks the same users with it.
 
 Prints one JSON line: the sizes, seconds per stage, the figures and the process's peak RSS (GB; the
