@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tfrs_movies.training.experiment import run_experiment
 
-    result = run_experiment(config)
+    try:
+        result = run_experiment(config)
+    except ConfigError as err:  # a setting found wrong only once the data is known, e.g. a model too large
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     shown = {k: round(v, 4) for k, v in result.metrics.items() if _shown(k, v, config["eval"]["ks"])}
     print(f"test ({result.metrics['users']} users, seen movies removed): {json.dumps(shown)}")
     print(f"run: {result.run_dir}  (tensorboard --logdir {result.run_dir / 'tensorboard'})")

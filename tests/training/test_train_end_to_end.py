@@ -107,3 +107,11 @@ def test_recommend_excludes_seen_and_falls_back_for_unknown_users(run_dir):
 def test_bad_config_is_a_one_line_error(capsys):
     assert main(["--set", "train.epoch=3"]) == 2
     assert "train.epoch" in capsys.readouterr().err
+
+
+def test_a_model_too_large_for_memory_is_a_one_line_error(capsys, tmp_path):
+    """EASE on the data states the memory it needs and stops before fitting: one line, exit status 2."""
+    args = [*TINY, "--model", "ease", "--set", "model.params.memory_gb=0.000001", "--run-dir", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: EASE on") and "\n" not in err
