@@ -316,3 +316,6 @@ def test_probe_split_by_int64_keys_matches_the_pairs_even_with_a_repeated_probe_
     in_probe = [(u, m) in pairs for u, m in zip(ratings[S.USER_ID], ratings[S.MOVIE_ID], strict=True)]
     assert len(split.test) == 300 and len(split.train) == len(ratings) - 300 == len(ratings) - sum(in_probe)
     assert not set(zip(split.train[S.USER_ID], split.train[S.MOVIE_ID], strict=True)) & pairs
+    frame = ratings.reset_index(drop=True)
+    pd.testing.assert_frame_equal(split.train, frame[~np.array(in_probe)].reset_index(drop=True))
+    pd.testing.assert_frame_equal(split.test, frame[np.array(in_probe)].reset_index(drop=True))

@@ -122,7 +122,13 @@ def probe_split(ratings: pd.DataFrame, probe: pd.DataFrame) -> Split:
     for lo in range(0, len(ratings), step):
         hi = min(lo + step, len(ratings))
         mask[lo:hi] = probe_keys.get_indexer(u[lo:hi].astype(np.int64) * width + m[lo:hi]) >= 0
-    return Split("probe", ratings[~mask].reset_index(drop=True), ratings[mask].reset_index(drop=True))
+    return Split("probe", _select(ratings, ~mask), _select(ratings, mask))
+
+
+def _select(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """``frame[keep]`` with a fresh RangeIndex, one column at a time: no int64 row indexer and no
+    consolidation copy (``frame[keep].reset_index()`` peaks at about twice the kept rows' bytes)."""
+    return pd.DataFrame({c: frame[c].to_numpy()[keep] for c in frame.columns}, copy=False)
 
 
 def files_split(train: pd.DataFrame, test: pd.DataFrame) -> Split:
