@@ -234,6 +234,10 @@ def test_rating_savedmodel_predicts_like_the_model(tiny_world, tmp_path, overrid
     movies = np.concatenate([split.test.movie_id.to_numpy()[:200], [model.catalogue[0], 10**8, 10**8]])
     got = serve(user_id=tf.constant(users.astype(str)), movie_id=tf.constant(movies.astype(str)))["rating"]
     np.testing.assert_allclose(got.numpy(), model.predict(users, movies), rtol=1e-5, atol=1e-5)
+    # Its index already orders by the predicted rating: one stage, labelled so, as the model ranks.
+    answer = load_export(path).recommend(model.users[0], 5)
+    assert set(answer.frame.stage) == {"ranking"} and "retrieval_score" not in answer.frame
+    assert answer.frame.movie_id.tolist() == model.recommend([model.users[0]], 5)[0][0].tolist()
 
 
 @pytest.mark.slow

@@ -668,7 +668,8 @@ class TowerRecommender(Recommender):
     def serving_parts(self) -> ServingParts:
         """Scorer form: the towers and the head over every (user, catalogue movie) pair in-graph, as
         :meth:`score`; the ranking SavedModel as the second stage."""
-        return ServingParts(scorer=TowerScorer(self), ranking=self.write_ranking)
+        return ServingParts(scorer=TowerScorer(self), ranking=self.write_ranking,
+                            top_n_is_ranking=self.score_is_prediction)
 
 
 class TowerScorer(tf.Module):

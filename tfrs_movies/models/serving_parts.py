@@ -132,7 +132,8 @@ class ServingParts:
     ``ranking(out_dir) -> manifest entry`` writes a ranking SavedModel (the second stage);
     ``extras[name](out_dir) -> manifest entry`` writes other SavedModels (attention explanations, the
     pair model) into ``<export>/<name>``. ``approximate_index`` False skips ScaNN for a dot form whose
-    vectors are too wide for it to pay (EASE's catalogue-wide rows)."""
+    vectors are too wide for it to pay (EASE's catalogue-wide rows); ``top_n_is_ranking`` says the
+    index's score is the ranking module's own prediction."""
 
     query: tf.Module | None = None
     candidates: np.ndarray | None = None
@@ -141,6 +142,9 @@ class ServingParts:
     ranking: Callable[[Path], dict[str, Any]] | None = None
     extras: dict[str, Callable[[Path], dict[str, Any]]] = field(default_factory=dict)
     approximate_index: bool = True
+    # The top-N score already is the ranking module's prediction (ranking heads): serving answers in one
+    # stage, labelled "ranking", since a second stage would re-sort by the same number.
+    top_n_is_ranking: bool = False
 
     def __post_init__(self) -> None:
         dot = self.query is not None and self.candidates is not None

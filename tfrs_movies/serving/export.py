@@ -288,6 +288,7 @@ def _write_export(model, parts: ServingParts, dataset, out: Path, k_max: int, sc
         "format": EXPORT_FORMAT,
         "model": model.name,
         "form": "dot" if parts.is_dot else "scorer",
+        "top_n_is_ranking": parts.top_n_is_ranking,
         "movie_vectors": embeddings is not None,
         "versions": {
             "tfrs_movies": tfrs_movies.__version__,

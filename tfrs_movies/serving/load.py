@@ -137,6 +137,21 @@ class Exported:
         return self.ranking_path is not None
 
     @property
+    def top_n_is_own_ranking(self) -> bool:
+        """The index already orders by this export's own ranking model (a ranking head's export)."""
+        return bool(self.manifest.get("top_n_is_ranking")) and self.ranking_path == self.path / "ranking"
+
+    @property
+    def two_stages_by_default(self) -> bool:
+        """Two stages whenever a ranking model is there, unless it is what the index already orders by."""
+        return self.has_ranking and not self.top_n_is_own_ranking
+
+    @property
+    def index_stage(self) -> str:
+        """What produced the index's score: ``ranking`` (a ranking head's export) or ``retrieval``."""
+        return "ranking" if self.manifest.get("top_n_is_ranking") else "retrieval"
+
+    @property
     def has_pair_model(self) -> bool:
         return (self.path / "pair" / "saved_model.pb").is_file()
 
@@ -300,7 +315,7 @@ class Exported:
         uid = _parse_id(user_id, "user")
         k = self._check_k(k)
         index = self._index(index)
-        rerank = self.has_ranking if rerank is None else bool(rerank)
+        rerank = self.two_stages_by_default if rerank is None else bool(rerank)
         if rerank and not self.has_ranking:
             raise ServingError(f"{self.path} has no ranking model to re-score with")
         if self._user_index.get_indexer([uid])[0] < 0:
@@ -311,7 +326,7 @@ class Exported:
         query = {"user_id": tf.constant([str(uid)])}
         if not rerank:
             ids, scores = self._search(self._signature(index), query, k, exclude, index)
-            return Recommendations(self._frame(ids, scores, "retrieval"))
+            return Recommendations(self._frame(ids, scores, self.index_stage))
         n = self._check_candidates(candidates, k)
         weight = self._rerank_weight(rerank_weight)
         ids, scores = self._search(self._signature(index), query, n, exclude, index)
@@ -427,7 +442,7 @@ class Exported:
         k = self._check_k(k)
         # The pair model is a second stage too: rerank=False (--retrieval-only) leaves it out as well.
         use_pair_model = self.has_pair_model and aggregation == "average" and rerank is not False
-        rerank = self.has_ranking if rerank is None else bool(rerank)
+        rerank = self.two_stages_by_default if rerank is None else bool(rerank)
         n = self._check_candidates(candidates, k) if rerank else self.k_max
         users = (_parse_id(user_a, "user"), _parse_id(user_b, "user"))
         seen = np.union1d(self.seen_movies(users[0]), self.seen_movies(users[1]))
