@@ -87,6 +87,57 @@ def _titles(rng: np.random.Generator, years: np.ndarray) -> list[str]:
     return titles
 
 
+def _movie_traits(
+    rng: np.random.Generator, genre_factors: np.ndarray, genre_bias: np.ndarray,
+    movie_genres: list[tuple[int, ...]], dim: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Movies' taste factors (pulled towards their genres'), years, Zipf popularity, its log, and biases
+    (popularity and genre effects); the draws every world makes after choosing the movies' genres."""
+    n_movies = len(movie_genres)
+    genre_mean = np.stack([genre_factors[list(g)].mean(0) for g in movie_genres])
+    movie_factors = 0.8 * genre_mean + 0.5 * rng.normal(0, 1, (n_movies, dim))
+    years = np.clip(np.round(rng.normal(1990, 12, n_movies)), 1925, 2019).astype(int)
+    popularity = rng.zipf(1.6, n_movies).astype(float)
+    log_pop = np.log(np.minimum(popularity, 500.0))
+    movie_bias = 0.3 * log_pop / log_pop.max() + rng.normal(0, 0.3, n_movies)
+    movie_bias += np.array([genre_bias[list(g)].mean() for g in movie_genres])
+    return movie_factors, years, popularity, log_pop, movie_bias
+
+
+def _user_traits(
+    rng: np.random.Generator, n_users: int, dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Users' ages, genders, occupations, taste factors (shifted by the demographics, so features carry
+    signal for cold start) and biases."""
+    ages = np.clip(np.round(rng.normal(32, 11, n_users)), 7, 73).astype(int)
+    genders = rng.choice(["M", "F"], n_users, p=[0.7, 0.3])
+    occ_idx = rng.integers(0, len(OCCUPATIONS), n_users)
+    occ_factors = rng.normal(0, 0.6, (len(OCCUPATIONS), dim))
+    gender_factors = rng.normal(0, 0.6, (2, dim))
+    age_direction = rng.normal(0, 0.6, dim)
+    user_factors = (
+        occ_factors[occ_idx]
+        + gender_factors[(genders == "F").astype(int)]
+        + ((ages - 32) / 11)[:, None] * age_direction
+        + 0.7 * rng.normal(0, 1, (n_users, dim))
+    ) / np.sqrt(dim)
+    user_bias = rng.normal(0, 0.35, n_users)
+    return ages, genders, occ_idx, user_factors, user_bias
+
+
+def _users_frame(ages: np.ndarray, genders: np.ndarray, occ_idx: np.ndarray, zips: list[str]) -> pd.DataFrame:
+    """The users table of a world whose users are ids 1..n."""
+    return pd.DataFrame(
+        {
+            S.USER_ID: np.arange(1, len(ages) + 1, dtype=np.int64),
+            S.AGE: ages.astype(np.float32),
+            S.GENDER: genders.astype(object),
+            S.OCCUPATION: np.array(OCCUPATIONS, dtype=object)[occ_idx],
+            S.ZIP_CODE: np.array(zips, dtype=object),
+        }
+    )
+
+
 def generate_world(
     n_users: int = 300,
     n_movies: int = 400,
@@ -119,29 +170,12 @@ def generate_world(
     for _ in range(n_movies):
         k = rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15])
         movie_genres.append(tuple(sorted(rng.choice(np.arange(first_real, n_genres), k, replace=False))))
-    genre_mean = np.stack([genre_factors[list(g)].mean(0) for g in movie_genres])
-    movie_factors = 0.8 * genre_mean + 0.5 * rng.normal(0, 1, (n_movies, dim))
-    years = np.clip(np.round(rng.normal(1990, 12, n_movies)), 1925, 2019).astype(int)
-    popularity = rng.zipf(1.6, n_movies).astype(float)
-    log_pop = np.log(np.minimum(popularity, 500.0))
-    movie_bias = 0.3 * log_pop / log_pop.max() + rng.normal(0, 0.3, n_movies)
-    movie_bias += np.array([genre_bias[list(g)].mean() for g in movie_genres])
+    movie_factors, years, popularity, log_pop, movie_bias = _movie_traits(
+        rng, genre_factors, genre_bias, movie_genres, dim
+    )
 
     # Users: demographics shift the taste factor, so features carry signal for cold start.
-    ages = np.clip(np.round(rng.normal(32, 11, n_users)), 7, 73).astype(int)
-    genders = rng.choice(["M", "F"], n_users, p=[0.7, 0.3])
-    occ_idx = rng.integers(0, len(OCCUPATIONS), n_users)
-    occ_factors = rng.normal(0, 0.6, (len(OCCUPATIONS), dim))
-    gender_factors = rng.normal(0, 0.6, (2, dim))
-    age_direction = rng.normal(0, 0.6, dim)
-    age_z = (ages - 32) / 11
-    user_factors = (
-        occ_factors[occ_idx]
-        + gender_factors[(genders == "F").astype(int)]
-        + age_z[:, None] * age_direction
-        + 0.7 * rng.normal(0, 1, (n_users, dim))
-    ) / np.sqrt(dim)
-    user_bias = rng.normal(0, 0.35, n_users)
+    ages, genders, occ_idx, user_factors, user_bias = _user_traits(rng, n_users, dim)
 
     # How many each user rates: heavy-tailed, at least the minimum, summing to about n_ratings.
     extra = max(n_ratings - n_users * min_ratings_per_user, 0)
@@ -195,15 +229,7 @@ def generate_world(
     zips = [f"{rng.integers(0, 100000):05d}" for _ in range(n_users)]
     for i in range(0, n_users, 37):
         zips[i] = f"T{rng.integers(1, 9)}H{rng.integers(1, 9)}N"  # Canadian-style, not numeric
-    users = pd.DataFrame(
-        {
-            S.USER_ID: np.arange(1, n_users + 1, dtype=np.int64),
-            S.AGE: ages.astype(np.float32),
-            S.GENDER: genders.astype(object),
-            S.OCCUPATION: np.array(OCCUPATIONS, dtype=object)[occ_idx],
-            S.ZIP_CODE: np.array(zips, dtype=object),
-        }
-    )
+    users = _users_frame(ages, genders, occ_idx, zips)
 
     titles = _titles(rng, years)
     directors = [(f"{_FIRST[j % len(_FIRST)]} {_LAST[(j // 3) % len(_LAST)]}",) for j in range(n_movies)]
@@ -351,28 +377,12 @@ def stream_world(
     first_real = 1 if genres and genres[0] == "unknown" else 0
     k = rng.choice([1, 2, 3], n_movies, p=[0.5, 0.35, 0.15])
     movie_genres = [tuple(sorted(rng.choice(np.arange(first_real, n_genres), kk, replace=False))) for kk in k]
-    genre_mean = np.stack([genre_factors[list(g)].mean(0) for g in movie_genres])
-    movie_factors = 0.8 * genre_mean + 0.5 * rng.normal(0, 1, (n_movies, dim))
-    years = np.clip(np.round(rng.normal(1990, 12, n_movies)), 1925, 2019).astype(int)
-    popularity = rng.zipf(1.6, n_movies).astype(float)
-    log_pop = np.log(np.minimum(popularity, 500.0))
-    movie_bias = 0.3 * log_pop / log_pop.max() + rng.normal(0, 0.3, n_movies)
-    movie_bias += np.array([genre_bias[list(g)].mean() for g in movie_genres])
+    movie_factors, years, popularity, log_pop, movie_bias = _movie_traits(
+        rng, genre_factors, genre_bias, movie_genres, dim
+    )
     movie_bias -= movie_bias.mean()
 
-    ages = np.clip(np.round(rng.normal(32, 11, n_users)), 7, 73).astype(int)
-    genders = rng.choice(["M", "F"], n_users, p=[0.7, 0.3])
-    occ_idx = rng.integers(0, len(OCCUPATIONS), n_users)
-    occ_factors = rng.normal(0, 0.6, (len(OCCUPATIONS), dim))
-    gender_factors = rng.normal(0, 0.6, (2, dim))
-    age_direction = rng.normal(0, 0.6, dim)
-    user_factors = (
-        occ_factors[occ_idx]
-        + gender_factors[(genders == "F").astype(int)]
-        + ((ages - 32) / 11)[:, None] * age_direction
-        + 0.7 * rng.normal(0, 1, (n_users, dim))
-    ) / np.sqrt(dim)
-    user_bias = rng.normal(0, 0.35, n_users)
+    ages, genders, occ_idx, user_factors, user_bias = _user_traits(rng, n_users, dim)
     counts = exact_counts(n_ratings, n_users, n_movies, min_per_user, rng.lognormal(0, 1.0, n_users))
     # The taste term is standardised with the statistics of the pairs a pilot sample of users chooses
     # (generate_world uses all chosen pairs), so every chunk uses the same scale.
@@ -393,15 +403,7 @@ def stream_world(
     zips = [f"{z:05d}" for z in rng.integers(0, 100000, n_users)]
     for i in range(0, n_users, 37):
         zips[i] = f"T{1 + i % 8}H{1 + (i // 37) % 8}N"
-    users = pd.DataFrame(
-        {
-            S.USER_ID: np.arange(1, n_users + 1, dtype=np.int64),
-            S.AGE: ages.astype(np.float32),
-            S.GENDER: genders.astype(object),
-            S.OCCUPATION: np.array(OCCUPATIONS, dtype=object)[occ_idx],
-            S.ZIP_CODE: np.array(zips, dtype=object),
-        }
-    )
+    users = _users_frame(ages, genders, occ_idx, zips)
     movies = pd.DataFrame(
         {
             S.MOVIE_ID: np.arange(1, n_movies + 1, dtype=np.int64),
