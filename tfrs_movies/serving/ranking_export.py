@@ -1,6 +1,7 @@
 """Export a TFRS two-tower ranking model as one SavedModel from raw ids to its prediction.
 
-``export_ranking(model, out_dir)`` writes, atomically, a SavedModel whose
+``write_ranking(model, out_dir)`` writes (inside the atomic export of
+:mod:`tfrs_movies.serving.export`, as the model's serving parts ask) a SavedModel whose
 
     serving_default(user_id: string (B,), movie_id: string (B,))
         -> {"score": float32 (B,), "<output>": float32 (B,)}
@@ -38,7 +39,7 @@ import tensorflow as tf
 from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
 from tfrs_movies.features.side import lookup_tables
-from tfrs_movies.io import atomic_directory, atomic_write_json
+from tfrs_movies.io import atomic_write_json
 from tfrs_movies.models.ranking import IDENTITY, SIGMOID, USER_NORMALIZER, TowerRecommender  # noqa: F401
 
 # Two-stage serving orders candidates by z(retrieval score) + weight * z(this model's score); 0.25 was
@@ -65,16 +66,8 @@ def _specs(sample: dict[str, np.ndarray]) -> dict[str, tf.TensorSpec]:
     return out
 
 
-def output_transform(model) -> str | None:
-    """The transform from the model's raw head output to ``predict`` (None: not a two-tower ranker),
-    as the model declares it (:meth:`TowerRecommender.output_transform`)."""
-    if not is_ranking_model(model):
-        return None
-    return model.output_transform()
-
-
 def is_ranking_model(model) -> bool:
-    """Whether :func:`export_ranking` can export ``model``: a fitted feature-tower model (every one has a
+    """Whether :func:`write_ranking` can export ``model``: a fitted feature-tower model (every one has a
     TFRS ranking module; its serving parts offer it as ``ranking``)."""
     return isinstance(model, TowerRecommender) and model.model is not None
 
@@ -199,7 +192,7 @@ def write_ranking(model, out: Path) -> dict:
     its description (also written as ``ranking.json``)."""
     if not is_ranking_model(model):
         raise ValueError(
-            f"export_ranking supports TFRS two-tower ranking models, not {type(model).__name__}"
+            f"write_ranking supports TFRS two-tower ranking models, not {type(model).__name__}"
         )
     module = RankingModule(model)
     signatures = {"serving_default": module.serving_default, "from_features": module.from_features}
@@ -217,15 +210,3 @@ def write_ranking(model, out: Path) -> dict:
     }
     atomic_write_json(out / "ranking.json", info)
     return info
-
-
-def export_ranking(model, out_dir: str | Path) -> Path:
-    """Write ``model`` as a ranking SavedModel (module docstring) into ``out_dir``, atomically."""
-    if not is_ranking_model(model):
-        raise ValueError(
-            f"export_ranking supports TFRS two-tower ranking models, not {type(model).__name__}"
-        )
-    out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
-        write_ranking(model, tmp)
-    return out_dir
