@@ -52,7 +52,7 @@ def fit_baseline(
 
 
 def make_optimizer(config: dict[str, Any]) -> tf.keras.optimizers.Optimizer:
-    from tfrs_movies.models.retrieval import make_optimizer as by_name
+    from tfrs_movies.training.optimizers import make_optimizer as by_name
 
     train = config["train"]
     return by_name(train["optimizer"], train["learning_rate"])

@@ -49,12 +49,13 @@ from tfrs_movies.features.side import FeatureSpace, lookup_tables
 from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.mf import MeanLossModel, fit_baseline
 from tfrs_movies.models.registry import register
-from tfrs_movies.models.retrieval import build_towers, make_optimizer
+from tfrs_movies.models.retrieval import build_towers
 from tfrs_movies.models.serving_parts import ServingParts
 from tfrs_movies.models.serving_parts import id_lookup as user_slots
 from tfrs_movies.models.state import State, keras_weights, set_keras_weights
 from tfrs_movies.models.tasks import GlobalBatchLoss, global_batch_share
 from tfrs_movies.training.fit import ValidationEarlyStopping, fit_keras
+from tfrs_movies.training.optimizers import make_optimizer
 
 TARGET = "target"  # the training label of a batch: rating, normalised rating or 0/1, (B,) float32
 OOV = ""  # an id no lookup knows: it lands in the out-of-vocabulary slot (index 0)

@@ -33,6 +33,7 @@ from tfrs_movies.models.serving_parts import FeatureQuery, ServingParts, TowerQu
 from tfrs_movies.models.state import State, keras_weights, set_keras_weights
 from tfrs_movies.models.tasks import CrossReplicaRetrieval, GlobalBatchLoss
 from tfrs_movies.models.towers import FeatureTower
+from tfrs_movies.training.optimizers import make_optimizer
 
 SAMPLING_PROBABILITY = "sampling_probability"
 
@@ -99,14 +100,6 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
         gradients = tape.gradient(total_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
         return {"loss": loss, "regularization_loss": regularization_loss, "total_loss": total_loss}
-
-
-def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
-    return {
-        "adagrad": tf.keras.optimizers.Adagrad,
-        "adam": tf.keras.optimizers.Adam,
-        "sgd": tf.keras.optimizers.SGD,
-    }[name](learning_rate=learning_rate)
 
 
 def build_towers(config: dict[str, Any], space: FeatureSpace) -> tuple[FeatureTower, FeatureTower]:

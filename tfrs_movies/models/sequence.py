@@ -152,7 +152,7 @@ class SequenceRecommender(Recommender):
         return FeatureTower(demo, "user", embedding_dim=m["embedding_dim"], l2=m["l2"], name="user_tower")
 
     def _build(self) -> SequenceModel:
-        from tfrs_movies.models.retrieval import make_optimizer
+        from tfrs_movies.training.optimizers import make_optimizer
 
         m, p, cfg = self.config["model"], self.params, self.config["train"]
         dim = m["embedding_dim"]
@@ -218,7 +218,7 @@ class SequenceRecommender(Recommender):
                          TARGETS: examples.targets, TARGET_RATINGS: examples.target_ratings})  # fmt: skip
         data = self._dataset(features, len(examples), p.repeat)
         if self.model.pair_head is not None:  # trained afterwards: no gradient-less weights meanwhile
-            from tfrs_movies.models.retrieval import make_optimizer
+            from tfrs_movies.training.optimizers import make_optimizer
 
             _set_trainable(self.model.pair_head, False)
             # tf-keras fits with the trainable state of compile time, so compile again after freezing.
@@ -242,7 +242,7 @@ class SequenceRecommender(Recommender):
 
     def _fit_pairs(self, train: pd.DataFrame) -> list[float]:
         """Train the pair head on seed 004's pairs, the encoder and the rating head frozen."""
-        from tfrs_movies.models.retrieval import make_optimizer
+        from tfrs_movies.training.optimizers import make_optimizer
 
         p, cfg = self.params, self.config["train"]
         pairs = pair_examples(train, self.length, p.pairs_per_movie, self.config["seed"])
