@@ -87,7 +87,7 @@ _CHOICES: dict[str, tuple] = {
     "data.on_bad_lines": ("error", "skip"),
     "data.split.kind": SPLIT_KINDS,
     "model.similarity": ("dot", "cosine"),
-    "train.optimizer": ("adagrad", "adam", "sgd"),
+    "train.optimizer": ("adagrad", "adam", "lazy_adam", "sgd"),
     "train.strategy": ("default", "mirrored", "multi_worker"),
 }
 # Keys whose default is None, with the types they may hold otherwise.
