@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ DEFAULTS: dict[str, Any] = {
         # default: one device; mirrored: MirroredStrategy over the local GPUs (else the CPU devices);
         # multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG (see training/distribute.py).
         "strategy": "default",
+        # Checkpoints (training/fit.py) at every epoch's end and, N > 0, every N steps within an epoch.
+        "checkpoint_every": 0,
     },
     # max_users: 0 ranks every test user; N a sample of N of them (drawn with the run's seed).
     "eval": {"ks": [10, 20], "relevance_threshold": None, "batch_size": 512, "exclude_seen": True,
@@ -99,16 +102,34 @@ _NULLABLE: dict[str, tuple[type, ...]] = {
     "data.split.test": (str,),
     "eval.relevance_threshold": (int, float),
 }
-_POSITIVE = {
-    "export.k_max",
-    "train.epochs",
-    "train.batch_size",
-    "train.learning_rate",
-    "model.embedding_dim",
-    "eval.batch_size",
-}
-_FRACTIONS = {"data.split.test_fraction", "data.split.validation_fraction"}
-_NON_NEGATIVE = {"eval.max_users"}
+
+
+def _positive_ints(value: list) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+
+
+# What a value must be beyond its type: (what, test) per key. A test is written so that NaN fails it
+# (every comparison with NaN is false); float values must be finite besides (checked for every key).
+_RULE_TABLE: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
+    ("positive", lambda v: v > 0, (
+        "export.k_max", "train.epochs", "train.batch_size", "train.learning_rate", "train.shuffle_buffer",
+        "model.embedding_dim", "model.temperature", "model.history_length", "eval.batch_size",
+        "data.synthetic.users", "data.synthetic.movies", "data.synthetic.ratings",
+    )),
+    (">= 0", lambda v: v >= 0, (
+        "model.l2", "model.id_buckets", "train.stream_above", "train.early_stopping.patience",
+        "train.early_stopping.min_delta", "eval.max_users", "data.split.min_ratings",
+        "train.checkpoint_every",
+    )),
+    ("from 0 to 2**32 - 1 (a NumPy seed)", lambda v: 0 <= v < 2**32,
+     ("seed", "data.split.seed", "data.synthetic.seed")),
+    ("in [0, 1)", lambda v: 0 <= v < 1,
+     ("data.split.test_fraction", "data.split.validation_fraction", "model.dropout")),
+    ("0, 1 or 2", lambda v: v in (0, 1, 2), ("train.verbose",)),
+    ("a non-empty list of positive integers", lambda v: bool(v) and _positive_ints(v), ("eval.ks",)),
+    ("a list of positive integers", _positive_ints, ("model.user_layers", "model.movie_layers")),
+)  # fmt: skip
+_RULES: dict[str, tuple[str, Any]] = {key: (what, test) for what, test, keys in _RULE_TABLE for key in keys}
 
 
 class ConfigError(ValueError):
@@ -141,7 +162,7 @@ def _check_value(key: str, value: Any) -> Any:
         if value is not None and not isinstance(value, _NULLABLE[key]) or isinstance(value, bool):
             allowed = " or ".join(t.__name__ for t in _NULLABLE[key])
             raise ConfigError(f"config key '{key}' must be {allowed} or null, got {value!r}")
-        return value
+        return value if value is None else _check_range(key, value)
     if key in _CHOICES:
         if value not in _CHOICES[key]:
             raise ConfigError(f"config key '{key}' must be one of {list(_CHOICES[key])}, got {value!r}")
@@ -161,12 +182,17 @@ def _check_value(key: str, value: Any) -> Any:
             raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
     elif isinstance(default, list) and not isinstance(value, list):
         raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
-    if key in _POSITIVE and value <= 0:
-        raise ConfigError(f"config key '{key}' must be positive, got {value!r}")
-    if key in _NON_NEGATIVE and value < 0:
-        raise ConfigError(f"config key '{key}' must be >= 0, got {value!r}")
-    if key in _FRACTIONS and not 0 <= value < 1:
-        raise ConfigError(f"config key '{key}' must be in [0, 1), got {value!r}")
+    return _check_range(key, value)
+
+
+def _check_range(key: str, value: Any) -> Any:
+    """``value`` if it is finite (numbers) and passes the key's rule in :data:`_RULES`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+    if key in _RULES:
+        what, test = _RULES[key]
+        if not test(value):
+            raise ConfigError(f"config key '{key}' must be {what}, got {value!r}")
     return value
 
 
@@ -195,13 +221,12 @@ def merge(base: dict[str, Any], overrides: Mapping[str, Any], prefix: str = "") 
             _set(out, key, value)
             continue
         if key not in _DEFAULT_FLAT:
+            is_section = any(k.startswith(key + ".") for k in _DEFAULT_FLAT)
             # An empty mapping for a section ("early_stopping: {}") is a no-op, not an unknown key.
-            if (
-                isinstance(value, Mapping)
-                and not value
-                and any(k.startswith(key + ".") for k in _DEFAULT_FLAT)
-            ):
+            if is_section and isinstance(value, Mapping) and not value:
                 continue
+            if is_section:
+                raise ConfigError(f"config key '{key}' is a section: it must be a mapping, got {value!r}")
             raise _unknown(key)
         _set(out, key, value)
     return out
@@ -220,6 +245,56 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in ``path`` (safe: no tags that build objects); a ConfigError naming the file and
+    the place for text that is not UTF-8 or not YAML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} on line {line}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+
+
+def check_names(config: Mapping[str, Any]) -> None:
+    """What a resolved config refers to by name exists: the model (``model.name``) with its
+    ``model.params``, and the early-stopping metric. A ConfigError naming the key otherwise.
+
+    Called by the runner before any data is loaded or any folder is made (it imports the model
+    registry, hence TensorFlow, which the plain key checks above do not need).
+    """
+    from tfrs_movies.evaluation import metrics_table as M
+    from tfrs_movies.models.registry import get_model_class, model_names
+
+    name = config["model"]["name"]
+    try:
+        model_class = get_model_class(name)
+    except KeyError:
+        raise ConfigError(
+            f"config key 'model.name': unknown model {name!r}; registered: {', '.join(model_names())}"
+        ) from None
+    model_class.resolve_params(dict(config))
+    metric = config["train"]["early_stopping"]["metric"]
+    try:
+        kind = M.metric(metric).kind
+    except ValueError as err:
+        raise ConfigError(f"config key 'train.early_stopping.metric': {err}") from None
+    if kind != M.TOP_N and metric not in M.RATING_METRICS:
+        raise ConfigError(
+            f"config key 'train.early_stopping.metric' must be a top-N metric (e.g. recall@20) or one of "
+            f"{list(M.RATING_METRICS)}, got {metric!r}"
+        )
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
@@ -230,8 +305,7 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        with open(path, encoding="utf-8") as handle:
-            loaded = yaml.safe_load(handle) or {}
+        loaded = _read_yaml(path)
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         config = merge(config, loaded)

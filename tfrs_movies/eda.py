@@ -8,30 +8,38 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tfrs_movies.cli import add_debug_flag, guarded
 from tfrs_movies.data.eda import DEFAULT_OUT, write_eda_plots
+from tfrs_movies.data.registry import DATASET_NAMES
 
 
-def main(argv: Sequence[str] | None = None) -> list[Path]:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Prints the paths written; an error is one line (exit 1: the data; 2: a setting)."""
     parser = argparse.ArgumentParser(prog="python -m tfrs_movies.eda", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", required=True, help="dataset name, e.g. ml-100k")
+    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset name, e.g. ml-100k")
     parser.add_argument(
         "--data-dir", default=None, help="folder holding the dataset (loader default if unset)"
     )
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default: {DEFAULT_OUT})")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return guarded(lambda: _eda(args), args.debug)
 
+
+def _eda(args: argparse.Namespace) -> int:
     import tfrs_movies.data
 
     dataset = tfrs_movies.data.load_dataset(args.dataset, args.data_dir)
-    written = write_eda_plots(dataset, args.out)
+    written: list[Path] = write_eda_plots(dataset, args.out)
     for path in written:
         print(path)
-    return written
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,7 +13,7 @@ and they are ordered by z(retrieval score) + ``--rerank-weight`` z(rating) (the 
 say so; ``--retrieval-only`` skips the second stage). An unknown user
 gets a cold start from ``--age/--gender/--occupation/--zip`` through the query tower when its user
 tower uses them, else the most popular movies, with one line saying which. Errors are one
-``error: ...`` line, exit status 2.
+``error: ...`` line, exit status 2 (``--debug``: with the traceback).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import tfrs_movies  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
 if tfrs_movies.LOG_LEVEL_SET_BY_US:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
+from tfrs_movies.cli import add_debug_flag, guarded  # noqa: E402
 from tfrs_movies.io import atomic_write_text  # noqa: E402
 from tfrs_movies.serving.load import AGGREGATIONS, ServingError, load_export, read_user_ids  # noqa: E402
 
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     cold.add_argument("--gender")
     cold.add_argument("--occupation")
     cold.add_argument("--zip", help="zip code (its first character is used)")
+    add_debug_flag(parser)
     return parser
 
 
@@ -123,17 +125,16 @@ def _with_explanations(exported, user, frame: pd.DataFrame, top: int, fmt: str) 
     most, best first (a list of {movie_id, title, weight} in JSON, "title (weight); ..." otherwise)."""
     if top < 1:
         raise ServingError(f"--explain needs at least 1 movie, got {top}")
-    explained = exported.explain(user, frame["movie_id"].to_numpy(), top)
-    per_movie = {}
-    for movie, rows in explained.groupby("movie_id", sort=False):
-        if fmt == "json":
-            per_movie[int(movie)] = [
-                {"movie_id": int(r.watched_movie_id), "title": r.watched_title, "weight": round(r.weight, 4)}
-                for r in rows.itertuples()
-            ]  # fmt: skip
-        else:
-            per_movie[int(movie)] = "; ".join(f"{r.watched_title or r.watched_movie_id} ({r.weight:.2f})"
-                                              for r in rows.itertuples())  # fmt: skip
+    because = exported.because_you_watched(user, frame["movie_id"].to_numpy(), top)
+    if fmt == "json":
+        per_movie = {
+            movie: [{**w, "weight": round(w["weight"], 4)} for w in rows] for movie, rows in because.items()
+        }
+    else:
+        per_movie = {
+            movie: "; ".join(f"{w['title'] or w['movie_id']} ({w['weight']:.2f})" for w in rows)
+            for movie, rows in because.items()
+        }
     out = frame.copy()
     out["because_you_watched"] = [per_movie.get(int(m), [] if fmt == "json" else "") for m in out["movie_id"]]
     return out
@@ -155,30 +156,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if tfrs_movies.LOG_LEVEL_SET_BY_US:
         _quiet_graph_optimizer()
+    return guarded(lambda: _answer(args), args.debug)
+
+
+def _answer(args: argparse.Namespace) -> int:
     features = {"age": args.age, "gender": args.gender, "occupation": args.occupation, "zip": args.zip}
-    try:
-        exported = load_export(args.model, ranking=args.ranking)
-        if args.users_file is not None:
-            return _batch(exported, args)
-        if args.similar is not None:
-            result = exported.similar(args.similar, args.k)
-        elif args.pair is not None:
-            result = exported.recommend_pair(
-                *args.pair, args.k, args.aggregation, args.index, args.candidates, _rerank(args),
-                args.rerank_weight,
-            )  # fmt: skip
-        else:
-            result = exported.recommend(
-                args.user, args.k, args.index, args.include_seen, args.candidates, _rerank(args), features,
-                args.rerank_weight,
-            )  # fmt: skip
-        if args.explain is not None:
-            if args.user is None:
-                raise ServingError("--explain goes with --user")
-            result.frame = _with_explanations(exported, args.user, result.frame, args.explain, args.format)
-    except ServingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    exported = load_export(args.model, ranking=args.ranking)
+    if args.users_file is not None:
+        return _batch(exported, args)
+    if args.similar is not None:
+        result = exported.similar(args.similar, args.k)
+    elif args.pair is not None:
+        result = exported.recommend_pair(
+            *args.pair, args.k, args.aggregation, args.index, args.candidates, _rerank(args),
+            args.rerank_weight,
+        )  # fmt: skip
+    else:
+        result = exported.recommend(
+            args.user, args.k, args.index, args.include_seen, args.candidates, _rerank(args), features,
+            args.rerank_weight,
+        )  # fmt: skip
+    if args.explain is not None:
+        if args.user is None:
+            raise ServingError("--explain goes with --user")
+        result.frame = _with_explanations(exported, args.user, result.frame, args.explain, args.format)
     if result.note:
         print(result.note, file=sys.stderr if args.format != "table" else sys.stdout)
     print(render(result.frame, args.format))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tfrs_movies.cli import add_debug_flag, guarded
 from tfrs_movies.evaluation.report import collect_runs, report_dir, split_problems, write_report
 
 
@@ -22,7 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (default: <tuning dir>/report, else runs/report)")
     parser.add_argument("--allow-mixed-splits", action="store_true",
                         help="warn instead of refusing when runs are not on the same split")  # fmt: skip
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    return guarded(lambda: _report(args), args.debug)
+
+
+def _report(args: argparse.Namespace) -> int:
     try:
         runs = collect_runs(args.paths)
     except FileNotFoundError as err:

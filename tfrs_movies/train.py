@@ -12,7 +12,8 @@ import json
 import sys
 
 import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tfrs_movies.config import ConfigError, load_config
+from tfrs_movies.cli import add_debug_flag, guarded
+from tfrs_movies.config import load_config
 from tfrs_movies.evaluation import metrics_table as M
 
 
@@ -28,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="shorthand for train.batch_size")
     parser.add_argument("--lr", type=float, help="shorthand for train.learning_rate")
     parser.add_argument("--run-dir", help="shorthand for run_dir")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -47,19 +49,16 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Errors are one line (exit 2: a setting; 1: the data or the training); ``--debug``: the traceback."""
     args = parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return guarded(lambda: _train(args), args.debug)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
     from tfrs_movies.training.experiment import run_experiment
 
-    try:
-        result = run_experiment(config)
-    except ConfigError as err:  # a setting found wrong only once the data is known, e.g. a model too large
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = run_experiment(config)
     shown = {k: round(v, 4) for k, v in result.metrics.items() if _shown(k, v, config["eval"]["ks"])}
     print(f"test ({result.metrics['users']} users, seen movies removed): {json.dumps(shown)}")
     print(f"run: {result.run_dir}  (tensorboard --logdir {result.run_dir / 'tensorboard'})")

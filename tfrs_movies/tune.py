@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tfrs_movies.config import ConfigError, load_config
+from tfrs_movies.cli import add_debug_flag, exit_status, guarded
+from tfrs_movies.config import load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-test", action="store_true", help="skip the winner's final test figure")
     parser.add_argument("--heatmap", nargs=2, metavar=("X_AXIS", "Y_AXIS"),
                         help="grid axes of the heatmap (default: the first two that vary)")  # fmt: skip
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if args.workers < 1 or args.workers > cores:
         parser.error(f"--workers must be between 1 and the number of cores ({cores})")
@@ -63,18 +65,19 @@ def default_tune_dir(config_path: str | None, grid_path: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Errors are one line (exit 2: a setting; 1: the data); ``--debug`` shows the traceback."""
     args = parse_args(argv)
+    return guarded(lambda: _tune(args), args.debug)
+
+
+def _tune(args: argparse.Namespace) -> int:
     from tfrs_movies.tuning.grid import load_space
     from tfrs_movies.tuning.runner import TuneOptions, tune
 
     shorthands = {"data.name": args.dataset, "data.dir": args.data_dir}
     overrides = [f"{k}={json.dumps(v)}" for k, v in shorthands.items() if v is not None] + list(args.set)
-    try:
-        base = load_config(args.config, overrides)
-        space = load_space(args.grid)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    base = load_config(args.config, overrides)
+    space = load_space(args.grid)
     metric = args.metric or space.metric or base["train"]["early_stopping"]["metric"]
     tune_dir = Path(args.tune_dir) if args.tune_dir else default_tune_dir(args.config, args.grid)
     options = TuneOptions(
@@ -84,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     try:
         result = tune(base, space, options)
-    except (ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130  # finished trials are kept: the same command resumes
+    except ValueError as err:
+        if exit_status(err) is not None:
+            raise  # the project's own (a data error): its own status
+        print(f"error: {err}", file=sys.stderr)  # a search setting the runner refused (e.g. the metric)
+        return 2
     print(f"results: {tune_dir / 'results.csv'} ({len(result.ran)} trials run now, {result.reused} reused, "
           f"{len(result.failed)} failed)")  # fmt: skip
     for plot in result.plots:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import tfrs_movies  # noqa: F401
+from tfrs_movies.cli import add_debug_flag, guarded
 from tfrs_movies.data.registry import DATASET_NAMES, SPLIT_KINDS
 
 
@@ -23,12 +24,18 @@ def _synth_formats() -> tuple[str, ...]:
     return tuple(SYNTH_FORMATS)
 
 
+def _downloadable() -> list[str]:
+    from tfrs_movies.data.download import DATASETS, NOT_DOWNLOADABLE
+
+    return sorted(set(DATASETS) | set(NOT_DOWNLOADABLE))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tfrs_movies.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="fetch a dataset from its official source, verify, extract")
-    p.add_argument("name")
+    p.add_argument("name", choices=_downloadable())
     p.add_argument("--data-dir", default="data")
     p.add_argument("--force", action="store_true")
 
@@ -51,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="random", choices=[k for k in SPLIT_KINDS if k != "files"])
     p.add_argument("--out", required=True)
     p.add_argument("--config", help="a config whose data.split section to use")
+    for command in sub.choices.values():
+        add_debug_flag(command)
     return parser
 
 
@@ -87,29 +96,30 @@ def _split(args: argparse.Namespace) -> dict:
     return {"kind": split.kind, "layout": layout, **split.sizes(), "files": files}
 
 
+def _download(args: argparse.Namespace) -> dict:
+    from tfrs_movies.data.download import download
+
+    return {"dataset": args.name, "path": str(download(args.name, args.data_dir, force=args.force))}
+
+
+def _info(args: argparse.Namespace) -> dict:
+    from tfrs_movies.data import load_dataset
+
+    return load_dataset(args.dataset, args.data_dir, args.on_bad_lines).info()
+
+
+_COMMANDS = {"download": _download, "synth": _synth, "info": _info, "split": _split}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """One JSON line on success; an error is one line (exit 1: the data or the download; 2: a setting)."""
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "download":
-            from tfrs_movies.data.download import download
 
-            print(
-                json.dumps(
-                    {"dataset": args.name, "path": str(download(args.name, args.data_dir, force=args.force))}
-                )
-            )
-        elif args.command == "synth":
-            print(json.dumps(_synth(args)))
-        elif args.command == "info":
-            from tfrs_movies.data import load_dataset
+    def body() -> int:
+        print(json.dumps(_COMMANDS[args.command](args)))
+        return 0
 
-            print(json.dumps(load_dataset(args.dataset, args.data_dir, args.on_bad_lines).info()))
-        else:
-            print(json.dumps(_split(args)))
-    except (OSError, ValueError, KeyError) as err:  # loader errors name the file and line already
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return guarded(body, args.debug)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,12 @@ from pathlib import Path
 ON_BAD_LINES = ("error", "skip")
 
 
-class DataFormatError(ValueError):
+class DataError(ValueError):
+    """The data cannot be used as it is (a named folder without the dataset, an empty ratings file, a file
+    where every line is bad, ratings of movies the movie file does not list). The message is one line."""
+
+
+class DataFormatError(DataError):
     """A line of a data file does not match its format. Names the file, the line and what was expected."""
 
     def __init__(self, path: str | Path, line_number: int, expected: str, got: str | None = None):

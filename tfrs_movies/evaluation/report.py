@@ -58,14 +58,29 @@ def _disk_size(path: Path) -> int | None:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+class RunReadError(ValueError):
+    """A run's metrics.json or config.yaml is there but unreadable (damaged). One line naming the run."""
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def load_run(path: str | Path, label: str | None = None) -> Run:
     """Read ``path/metrics.json`` and ``path/config.yaml`` (a missing one is a FileNotFoundError)."""
     path = Path(path)
     for name in ("metrics.json", "config.yaml"):
         if not (path / name).is_file():
             raise FileNotFoundError(f"{path} is not a run directory: no {name}")
-    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+    try:
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (ValueError, yaml.YAMLError) as err:  # not UTF-8, not JSON, not YAML
+        why = _first_line(err)
+        raise RunReadError(f"{path}: cannot read its metrics.json or config.yaml ({why})") from None
+    if not isinstance(metrics, dict) or not isinstance(config, dict):
+        raise RunReadError(f"{path}: its metrics.json and config.yaml must each hold a mapping")
     return Run(path, label or path.name, config, metrics, _disk_size(path / "model"))
 
 

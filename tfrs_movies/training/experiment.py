@@ -32,6 +32,7 @@ from tfrs_movies.data.splits import Split, build_split
 from tfrs_movies.evaluation.metrics import mae, rmse
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
 from tfrs_movies.io import atomic_write_json, atomic_write_text
+from tfrs_movies.training.guards import check_finite_losses
 
 __all__ = ["EVALUATED_ON", "ExperimentResult", "build_split", "default_run_dir", "evaluate",
            "resolve_dataset", "run", "run_experiment"]  # fmt: skip
@@ -131,6 +132,7 @@ def run(
         raise ValueError(f"evaluate_on must be one of {sorted(EVALUATED_ON)}, got {evaluate_on!r}")
     from tfrs_movies.models.registry import build_model
 
+    C.check_names(config)  # an unknown model, model.params key or metric: before any data or folder
     np.random.seed(config["seed"])
     owns_dataset = dataset is None
     if owns_dataset:
@@ -158,6 +160,7 @@ def run(
         say(f"split: {split.kind} " + ", ".join(f"{k} {v:,}" for k, v in split.sizes().items()))
         model = build_model(config)
         train_seconds = fit(model, split, dataset, evaluate_on, run_dir)
+        check_finite_losses(model.history, model.name)  # a NaN loss: an error, and no metrics written
 
         metrics: dict[str, Any] = evaluate(model, split, config, evaluate_on)
         metrics["train_seconds"] = round(train_seconds, 2)

@@ -1,0 +1,74 @@
+"""What every command line does with the project's own errors: one ``error:`` line and an exit status.
+
+Exit status 2: the command line or a setting is wrong (a config error, a request the export cannot
+answer); 1: the data, a download, a saved run or the training itself is (a missing or damaged file, a
+loss that became NaN). ``--debug`` (or ``TFRS_MOVIES_DEBUG=1``) prints the traceback above the line.
+Anything else is a bug and keeps its traceback.
+
+The table names classes by module and name, so that classifying an error imports nothing: an error of a
+module that was never imported cannot have been raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable
+
+USAGE = 2
+DATA = 1
+
+# "module.Class" -> exit status; the most specific class of an error's MRO that is listed wins.
+EXIT_STATUS: dict[str, int] = {
+    "tfrs_movies.config.ConfigError": USAGE,
+    "tfrs_movies.serving.load.ServingError": USAGE,
+    "tfrs_movies.data.errors.DataError": DATA,
+    "tfrs_movies.data.errors.MissingDataFileError": DATA,
+    "tfrs_movies.data.DatasetNotFoundError": DATA,
+    "tfrs_movies.data.download.DownloadError": DATA,
+    "tfrs_movies.training.guards.TrainingDivergedError": DATA,
+    "tfrs_movies.evaluation.report.RunReadError": DATA,
+    # A fault of the machine rather than of the project (a full disk, a folder without permission).
+    "builtins.OSError": DATA,
+}
+
+
+def exit_status(err: BaseException) -> int | None:
+    """The exit status of one of the project's own errors; None for anything else (a bug)."""
+    for cls in type(err).__mro__:
+        status = EXIT_STATUS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if status is not None:
+            return status
+    return None
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of the error's message (its class name when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also TFRS_MOVIES_DEBUG=1)")  # fmt: skip
+
+
+def debug_wanted(flag: bool = False) -> bool:
+    return flag or os.environ.get("TFRS_MOVIES_DEBUG", "").strip() not in ("", "0")
+
+
+def guarded(body: Callable[[], int], debug: bool = False) -> int:
+    """Run a command's body: its own return value, or one ``error:`` line and :func:`exit_status` for a
+    project error (the traceback first when :func:`debug_wanted`)."""
+    try:
+        return body()
+    except Exception as err:
+        status = exit_status(err)
+        if status is None:
+            raise
+        if debug_wanted(debug):
+            traceback.print_exc()
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return status
