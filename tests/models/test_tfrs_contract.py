@@ -159,7 +159,9 @@ def test_default_params_are_unchanged():
         "joint_dim": 64, "head_layers": [64], "gamma": 1.0, "margin": 0.0, "threshold": 4.0,
         "id_dropout": 0.0,
     }  # fmt: skip
-    assert get_model_class("retrieval").param_fields() == {"full_softmax": False}
+    assert get_model_class("retrieval").param_fields() == {
+        "full_softmax": False, "uniform_negatives": 0, "hard_negatives": 0,
+    }  # fmt: skip
     assert get_model_class("sequence").param_fields() == {
         "mode": "causal", "window_length": 4, "window_step": 2, "heads": "both", "num_heads": 2,
         "num_blocks": 2, "dropout": 0.2, "use_ratings": True, "query_layers": [],

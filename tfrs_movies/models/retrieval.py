@@ -3,7 +3,14 @@
 The loss is TFRS's ``Retrieval`` task: for a batch of (user, movie) pairs, each user's own movie is the
 positive; the other movies of the batch are negatives (``in-batch``), and with
 ``model.params.full_softmax`` every catalogue movie is a negative as well (cheap for catalogues of a
-few thousand movies, and a better estimate of the true softmax). Options from the config:
+few thousand movies, and a better estimate of the true softmax). ``model.params.uniform_negatives``
+mixes negatives instead (Yang et al. 2020, "Mixed Negative Sampling for Learning Two-tower Neural
+Networks in Recommendations"): each step adds that many catalogue movies drawn uniformly, shared by
+the batch's queries, so rarely rated movies are negatives too (in-batch negatives are drawn by
+popularity). With the logQ correction each candidate's log of its expected count in the mixed set,
+log(B * p_j + n / N), is subtracted (batch B, popularity share p_j, n uniform draws, N movies), whether
+it came from the batch or the uniform draw. ``model.params.hard_negatives`` keeps, per query, only the
+k highest-scoring negatives in the softmax (TFRS's ``num_hard_negatives``). Options from the config:
 
 - ``model.temperature``: divides the logits (small values sharpen the softmax);
 - ``model.sampling_correction``: subtracts log(sampling probability) of each in-batch candidate, so
@@ -16,6 +23,7 @@ few thousand movies, and a better estimate of the true softmax). Options from th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +46,16 @@ from tfrs_movies.training.optimizers import make_optimizer
 SAMPLING_PROBABILITY = "sampling_probability"
 
 
+def mixed_sampling_probability(
+    batch_size: int, uniform_negatives: int, catalogue_size: tf.Tensor | int
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``popularity share (n,) -> expected count (n,)`` of a movie among a step's candidates when
+    ``batch_size`` positives are drawn by popularity and ``uniform_negatives`` uniformly from
+    ``catalogue_size`` movies: ``B * p + n / N``, the q of the mixture's logQ correction."""
+    uniform = uniform_negatives / tf.cast(catalogue_size, tf.float32)
+    return lambda share: batch_size * tf.cast(share, tf.float32) + uniform
+
+
 class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
     """``compute_loss(features)``: raw user and movie features of a batch (``user_id``/``movie_id``
     ``(batch,)`` strings plus side features), and ``sampling_probability`` ``(batch,)`` float32 when the
@@ -45,7 +63,11 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
 
     The task is :class:`~tfrs_movies.models.tasks.CrossReplicaRetrieval`: TFRS's ``Retrieval`` on one
     device, and under a strategy of N replicas each replica's queries meet the candidates of the whole
-    global batch (so N replicas learn what one device learns from the same global batch)."""
+    global batch (so N replicas learn what one device learns from the same global batch).
+
+    ``uniform_negatives`` (n > 0, with ``catalogue``): n movies drawn uniformly from the catalogue
+    each step are the extra negatives instead of the whole catalogue; ``batch_size`` then weighs the
+    mixture's logQ correction (module docstring). Under a strategy each replica draws its own n."""
 
     def __init__(
         self,
@@ -56,8 +78,13 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
         sampling_correction: bool = True,
         catalogue: dict[str, np.ndarray] | None = None,
         catalogue_probability: np.ndarray | None = None,
+        uniform_negatives: int = 0,
+        hard_negatives: int = 0,
+        batch_size: int = 1,
     ) -> None:
         super().__init__()
+        self.uniform_negatives = uniform_negatives
+        self.batch_size = batch_size
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
         self.sampling_correction = sampling_correction
@@ -66,7 +93,7 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
         self.catalogue_probability = (
             tf.constant(catalogue_probability, tf.float32) if catalogue_probability is not None else None
         )
-        self.task = CrossReplicaRetrieval(temperature, remove_accidental_hits)
+        self.task = CrossReplicaRetrieval(temperature, remove_accidental_hits, hard_negatives or None)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         queries = self.query_tower(features, training=training)
@@ -74,11 +101,20 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
         probability = features[SAMPLING_PROBABILITY] if self.sampling_correction else None
         extra = {}
         if self.catalogue is not None:
-            # Extra negatives: the whole catalogue after the (global) batch's positives.
+            # Extra negatives after the (global) batch's positives: the whole catalogue, or a uniform draw.
+            movies, movie_probability = self.catalogue, self.catalogue_probability
+            if self.uniform_negatives:
+                total = tf.shape(movie_probability)[0]
+                rows = tf.random.uniform([self.uniform_negatives], 0, total, tf.int32)
+                movies = {k: tf.gather(v, rows) for k, v in movies.items()}
+                mixed = mixed_sampling_probability(self.batch_size, self.uniform_negatives, total)
+                movie_probability = mixed(tf.gather(movie_probability, rows))
+                if probability is not None:
+                    probability = mixed(probability)
             extra = dict(
-                extra_embeddings=self.candidate_tower(self.catalogue, training=training),
-                extra_ids=self.catalogue[S.MOVIE_ID],
-                extra_sampling_probability=self.catalogue_probability if probability is not None else None,
+                extra_embeddings=self.candidate_tower(movies, training=training),
+                extra_ids=movies[S.MOVIE_ID],
+                extra_sampling_probability=movie_probability if probability is not None else None,
             )
         return self.task(
             queries,
@@ -125,6 +161,22 @@ class RetrievalRecommender(Recommender):
     class Params(ModelParams):
         # Every catalogue movie is a negative too (besides the in-batch ones).
         full_softmax: bool = False
+        # Catalogue movies drawn uniformly each step as extra negatives (mixed negative sampling).
+        uniform_negatives: int = 0
+        # Per query, only the k highest-scoring negatives enter the softmax (0: all of them).
+        hard_negatives: int = 0
+
+        def validate(self) -> None:
+            for key in ("uniform_negatives", "hard_negatives"):
+                if getattr(self, key) < 0:
+                    raise ValueError(
+                        f"config key 'model.params.{key}' must be >= 0, got {getattr(self, key)}"
+                    )
+            if self.full_softmax and self.uniform_negatives:
+                raise ValueError(
+                    "config keys 'model.params.full_softmax' and 'model.params.uniform_negatives' exclude "
+                    "each other (the full softmax already has every movie as a negative)"
+                )
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -134,7 +186,8 @@ class RetrievalRecommender(Recommender):
 
     def _build(self) -> TwoTowerRetrievalModel:
         user_tower, movie_tower = build_towers(self.config, self.space)
-        catalogue = self.space.movie_rows(self.catalogue) if self.params.full_softmax else None
+        extra_negatives = self.params.full_softmax or self.params.uniform_negatives > 0
+        catalogue = self.space.movie_rows(self.catalogue) if extra_negatives else None
         model = TwoTowerRetrievalModel(
             user_tower,
             movie_tower,
@@ -143,6 +196,9 @@ class RetrievalRecommender(Recommender):
             sampling_correction=self.config["model"]["sampling_correction"],
             catalogue=catalogue,
             catalogue_probability=np.maximum(self.popularity, 1e-8) if catalogue else None,
+            uniform_negatives=self.params.uniform_negatives,
+            hard_negatives=self.params.hard_negatives,
+            batch_size=self.config["train"]["batch_size"],
         )
         train = self.config["train"]
         model.compile(optimizer=make_optimizer(train["optimizer"], train["learning_rate"]))

@@ -21,7 +21,11 @@ Extra negatives shared by every replica (e.g. the whole catalogue for a full sof
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow_recommenders.layers.loss import RemoveAccidentalHits, SamplingProbablityCorrection
+from tensorflow_recommenders.layers.loss import (
+    HardNegativeMining,
+    RemoveAccidentalHits,
+    SamplingProbablityCorrection,
+)
 
 # Candidate ids travel across replicas as 64-bit hashes (collectives do not carry strings); only their
 # equality is used (accidental hits), and two ids collide with probability about 2**-62.
@@ -60,10 +64,12 @@ class CrossReplicaRetrieval(tf.keras.layers.Layer):
     """
 
     def __init__(self, temperature: float | None = None, remove_accidental_hits: bool = False,
-                 name: str | None = None) -> None:  # fmt: skip
+                 num_hard_negatives: int | None = None, name: str | None = None) -> None:  # fmt: skip
         super().__init__(name=name)
         self.temperature = temperature
         self.remove_accidental_hits = remove_accidental_hits
+        # TFRS's num_hard_negatives: each query's softmax keeps its positive and its k highest negatives.
+        self._hard = HardNegativeMining(num_hard_negatives) if num_hard_negatives else None
         self.loss = tf.keras.losses.CategoricalCrossentropy(
             from_logits=True, reduction=tf.keras.losses.Reduction.SUM
         )
@@ -102,13 +108,15 @@ class CrossReplicaRetrieval(tf.keras.layers.Layer):
         scores = tf.linalg.matmul(query_embeddings, candidates, transpose_b=True)
         positives = tf.cast(offset, tf.int32) + tf.range(tf.shape(query_embeddings)[0])
         labels = tf.one_hot(positives, tf.shape(candidates)[0], dtype=scores.dtype)
-        # The order of TFRS's Retrieval task: temperature, logQ correction, accidental hits.
+        # The order of TFRS's Retrieval task: temperature, logQ correction, accidental hits, hard negatives.
         if self.temperature is not None:
             scores = scores / self.temperature
         if correct:
             scores = self._correction(scores, probability)
         if self.remove_accidental_hits:
             scores = self._hits(labels, scores, ids)
+        if self._hard is not None:
+            scores, labels = self._hard(scores, labels)
         return self.loss(y_true=labels, y_pred=scores)
 
 
