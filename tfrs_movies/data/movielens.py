@@ -66,6 +66,8 @@ LAYOUTS = ("ml-100k", "ml-1m", "csv")
 _SEP = {"ml-100k": "\t", "ml-1m": "::", "csv": ","}
 _SEP_NAME = {"\t": "tab", "::": "'::'", ",": "comma", "|": "'|'"}
 _SCALE = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0), "csv": (0.5, 5.0)}
+# Layouts that hold whole stars only: a rating like 3.5 there is a bad line (the real files have none).
+_WHOLE_STARS = {"ml-100k": True, "ml-1m": True, "csv": False}
 _ENCODING = {"ml-100k": "latin-1", "ml-1m": "latin-1", "csv": "utf-8"}
 _RATING_LABELS = {
     "ml-100k": ("user id", "item id", "rating", "timestamp"),
@@ -196,8 +198,9 @@ def _floats(
     what: str,
     scale: tuple[float, float] | None = None,
     allow_empty: bool = False,
+    whole: bool = False,
 ) -> np.ndarray:
-    """Parse numbers (optionally within ``scale``; empty → NaN when allowed)."""
+    """Parse numbers (optionally within ``scale``, whole numbers only; empty → NaN when allowed)."""
     arr = _arrow_text(col)
     numeric = _matches(arr, _FLOAT_RE)
     values = np.full(len(col), np.nan)
@@ -212,6 +215,9 @@ def _floats(
     if scale is not None:
         ok &= (values >= scale[0]) & (values <= scale[1])
         expected += f" from {scale[0]:g} to {scale[1]:g}"
+    if whole:
+        ok &= values == np.round(values)
+        expected += " in whole steps (this layout holds whole stars)"
     if allow_empty:
         ok |= _matches(arr, "^$")
         expected += " or empty"
@@ -500,6 +506,8 @@ def _ratings_block_fast(block: bytes, layout: str, header: bool) -> pd.DataFrame
     rating = frame[S.RATING].to_numpy()
     if not ((rating >= lo) & (rating <= hi)).all():  # NaN (an empty field) fails too
         return None
+    if _WHOLE_STARS[layout] and not (rating == np.round(rating)).all():
+        return None
     return frame
 
 
@@ -528,7 +536,8 @@ def _ratings_block_slow(
         {
             S.USER_ID: _ints(parts[0], kept, issues, f"field 1 ({labels[0]})"),
             S.MOVIE_ID: _ints(parts[1], kept, issues, f"field 2 ({labels[1]})"),
-            S.RATING: _floats(parts[2], kept, issues, f"field 3 ({labels[2]})", _SCALE[layout]),
+            S.RATING: _floats(parts[2], kept, issues, f"field 3 ({labels[2]})", _SCALE[layout],
+                              whole=_WHOLE_STARS[layout]),  # fmt: skip
             S.TIMESTAMP: _ints(parts[3], kept, issues, f"field 4 ({labels[3]})"),
         }
     )

@@ -154,6 +154,25 @@ def _resolve_file(name: str, base: str | None) -> Path:
     return path if path.is_absolute() or base is None else Path(base) / path
 
 
+def _ratings_part(path: Path, layout: str, on_bad_lines: str) -> pd.DataFrame:
+    """One file of a ``files`` split, by the rules of :mod:`tfrs_movies.data.checks`: an empty one is a
+    DataError, duplicate pairs keep their latest rating (counted in ``attrs["report"]``)."""
+    from tfrs_movies.data.checks import keep_latest_ratings
+    from tfrs_movies.data.errors import DataError
+    from tfrs_movies.data.movielens import read_ratings_file
+
+    frame = read_ratings_file(path, layout, on_bad_lines)
+    report = dict(frame.attrs.get("report", {}))
+    if not len(frame):
+        raise DataError(f"{path}: no usable ratings (the file is empty or every line was skipped)")
+    frame, dropped = keep_latest_ratings(frame)
+    if dropped:
+        report["duplicate_ratings"] = dropped
+    if report:
+        frame.attrs["report"] = report
+    return frame
+
+
 def build_split(config: dict[str, Any], dataset: S.Dataset) -> Split:
     """The split named by ``data.split.kind``, with validation carved from train.
 
@@ -174,12 +193,10 @@ def build_split(config: dict[str, Any], dataset: S.Dataset) -> Split:
     if kind == "files":
         if not cfg["train"] or not cfg["test"]:
             raise ConfigError("data.split.kind 'files' needs data.split.train and data.split.test")
-        from tfrs_movies.data.movielens import read_ratings_file
-
         base = dataset.report.get("path")
         split = files_split(
-            read_ratings_file(_resolve_file(cfg["train"], base), spec.ratings_layout, on_bad_lines),
-            read_ratings_file(_resolve_file(cfg["test"], base), spec.ratings_layout, on_bad_lines),
+            _ratings_part(_resolve_file(cfg["train"], base), spec.ratings_layout, on_bad_lines),
+            _ratings_part(_resolve_file(cfg["test"], base), spec.ratings_layout, on_bad_lines),
         )
     elif kind == "random":
         split = random_split(dataset.ratings, cfg["test_fraction"], cfg["seed"], cfg["min_ratings"])
