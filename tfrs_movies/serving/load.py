@@ -77,6 +77,32 @@ def _parse_id(value: Any, what: str) -> int:
         raise ServingError(f"bad {what} id {value!r}: ids are integers") from None
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """``path/manifest.json``, refused in one line when it is not JSON or its ``format`` is not the one
+    this version writes (:data:`tfrs_movies.serving.export.EXPORT_FORMAT`): an older or newer export's
+    files may mean something else, so it is never served on a guess."""
+    from tfrs_movies.serving.export import EXPORT_FORMAT
+
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        why = _first_line(err)
+        raise ServingError(f"export directory {path} is corrupted: manifest.json: {why}") from None
+    if not isinstance(manifest, dict):
+        raise ServingError(f"export directory {path} is corrupted: manifest.json does not hold a mapping")
+    found = manifest.get("format")
+    if found != EXPORT_FORMAT:
+        versions = manifest.get("versions")
+        wrote = versions.get("tfrs_movies") if isinstance(versions, dict) else None
+        by = f" (written by tfrs_movies {wrote})" if wrote else ""
+        what = "no format number" if found is None else f"format {found!r}"
+        raise ServingError(
+            f"export directory {path} has {what}{by}; this version reads export format {EXPORT_FORMAT}: "
+            "export the run again with this version"
+        )
+    return manifest
+
+
 class Exported:
     """A loaded export; the SavedModels are loaded on first use."""
 
@@ -91,8 +117,8 @@ class Exported:
             raise ServingError(f"{self.path} is a run directory; its export is {self.path / 'export'}")
         if missing:
             raise ServingError(f"export directory {self.path} is incomplete: missing {missing[0]}")
+        self.manifest = read_manifest(self.path)
         try:
-            self.manifest = json.loads((self.path / "manifest.json").read_text())
             self.k_max = int(self.manifest["k_max"])
             self.movies = pd.read_csv(self.path / "movies.csv")
             self.catalogue = self.movies[S.MOVIE_ID].to_numpy(np.int64)
@@ -318,6 +344,9 @@ class Exported:
         rerank = self.two_stages_by_default if rerank is None else bool(rerank)
         if rerank and not self.has_ranking:
             raise ServingError(f"{self.path} has no ranking model to re-score with")
+        if candidates is not None and not rerank:
+            why = "retrieval only was asked for" if self.has_ranking else f"{self.path} has no ranking model"
+            raise ServingError(f"candidates ({candidates!r}) apply to two stages only, and {why}")
         if self._user_index.get_indexer([uid])[0] < 0:
             return self._cold_start(uid, k, index, features)
         import tensorflow as tf
@@ -326,7 +355,7 @@ class Exported:
         query = {"user_id": tf.constant([str(uid)])}
         if not rerank:
             ids, scores = self._search(self._signature(index), query, k, exclude, index)
-            return Recommendations(self._frame(ids, scores, self.index_stage))
+            return self._said_if_short(Recommendations(self._frame(ids, scores, self.index_stage)), k, uid)
         n = self._check_candidates(candidates, k)
         weight = self._rerank_weight(rerank_weight)
         ids, scores = self._search(self._signature(index), query, n, exclude, index)
@@ -340,7 +369,20 @@ class Exported:
             f"model predicted their {self.ranking_output}; score = z(retrieval_score) + {weight:g} "
             f"z({self.ranking_output}) over the candidates"
         )
-        return Recommendations(frame, note=note)
+        return self._said_if_short(Recommendations(frame, note=note), k, uid)
+
+    def _said_if_short(self, result: Recommendations, k: int, uid: int) -> Recommendations:
+        """``result``, its note saying so when it holds fewer than ``k`` movies (the user has seen all
+        the others)."""
+        if len(result.frame) >= k:
+            return result
+        seen = len(self.seen_movies(uid))
+        short = (
+            f"only {len(result.frame)} movies to recommend, not {k}: user {uid} has seen {seen} of the "
+            f"{len(self.catalogue)} movies"
+        )
+        result.note = f"{result.note}; {short}" if result.note else short
+        return result
 
     def _cold_start(self, uid: int, k: int, index: str, features: dict[str, Any] | None) -> Recommendations:
         unknown = f"user {uid} is unknown to this model"
@@ -450,7 +492,7 @@ class Exported:
         for user in users:
             result = self.recommend(user, n, index, rerank=False)
             lists.append(result.frame[~result.frame[S.MOVIE_ID].isin(seen)])
-            if result.note:
+            if result.cold_start and result.note:
                 notes.append(result.note)
         candidates_ids = np.union1d(lists[0][S.MOVIE_ID], lists[1][S.MOVIE_ID])
         weight = self._rerank_weight(rerank_weight) if rerank else 0.0
