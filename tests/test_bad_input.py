@@ -269,3 +269,95 @@ def test_copied_folder_is_still_found_under_its_name(ml100k_dir, tmp_path):
     parent = tmp_path / "datasets"
     shutil.copytree(ml100k_dir, parent / "ml-100k", ignore=shutil.ignore_patterns("u[1-5a-b].*", "*.base"))
     assert len(load_dataset("ml-100k", parent).ratings) == 100_000
+
+
+# ----- no code from data: archives, YAML, pickle --------------------------------------------------
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_an_archive_bomb_is_refused_before_a_byte_is_written(tmp_path):
+    from tfrs_movies.data.download import UnsafeArchiveError, extraction_limit, safe_extract_zip
+
+    archive = _zip(tmp_path / "bomb.zip", {"ml-100k/u.data": b"\0" * (64 << 20)})  # 64 MiB in ~64 KB
+    assert archive.stat().st_size < 1 << 20 and extraction_limit(archive.stat().st_size) < 64 << 20
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UnsafeArchiveError, match="would unpack to 67,108,864 bytes, over the limit"):
+        safe_extract_zip(archive, dest)
+    assert list(dest.iterdir()) == []
+    ordinary = _zip(tmp_path / "ok.zip", {"ml-100k/u.data": GOOD.encode()})
+    assert [p.name for p in safe_extract_zip(ordinary, dest)] == ["u.data"]
+
+
+def test_an_archive_whose_header_lies_about_its_size_is_a_damaged_download(tmp_path):
+    import struct
+
+    from tfrs_movies.data.download import DownloadError, safe_extract_zip
+
+    archive = _zip(tmp_path / "liar.zip", {"u.data": b"\0" * (4 << 20)})
+    data = bytearray(archive.read_bytes())
+    struct.pack_into("<I", data, 22, 1000)  # the local header's uncompressed size
+    struct.pack_into("<I", data, data.rfind(b"PK\x01\x02") + 24, 1000)  # the central directory's
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DownloadError, match="damaged archive .*Bad CRC-32"):
+        safe_extract_zip(archive, tmp_path)
+
+
+def test_a_python_tag_in_a_config_executes_nothing(tmp_path):
+    from tfrs_movies.config import ConfigError
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"seed: !!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ['{marker}']]\n"
+    )
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    assert not marker.exists()
+
+
+def test_no_module_unpickles_or_loads_unsafe_yaml():
+    """A grep over the package: pickle must not come back to model, export or data loading."""
+    import re
+
+    import tfrs_movies
+
+    root = Path(tfrs_movies.__file__).parent
+    unsafe = re.compile(
+        r"\bimport pickle\b|\bpickle\.loads?\(|allow_pickle\s*=\s*True|\byaml\.(?:unsafe_)?load\(|"
+        r"yaml\.(?:Unsafe|Full)?Loader\b|\bimport (?:dill|joblib|cloudpickle)\b|\bpd\.read_pickle\("
+    )
+    found = [
+        f"{path.relative_to(root)}:{n}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if unsafe.search(line)
+    ]
+    assert found == []
+
+
+def test_a_pickled_payload_in_an_export_is_refused_not_run(exported_retrieval, tmp_path):
+    from tfrs_movies.serving import ServingError, load_export
+
+    export = shutil.copytree(exported_retrieval, tmp_path / "export")
+    marker = tmp_path / "pwned"
+    np.save(export / "popularity.npy", np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(ServingError, match="corrupted"):
+        load_export(export)
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
