@@ -119,8 +119,33 @@ def test_a_nan_loss_is_an_error_and_writes_no_metrics(monkeypatch, tmp_path, cap
     monkeypatch.setattr(experiment, "fit", diverging_fit)
     run_dir = tmp_path / "run"
     assert main([*TINY, "--model", "popularity", "--run-dir", str(run_dir)]) == 1
-    assert "loss = nan at epoch 2" in _one_error_line(capsys)
+    assert "loss = nan at epoch 2; no metrics or model were written" in _one_error_line(capsys)
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "model").exists()
+
+
+@pytest.mark.slow  # about 6 s: one real epoch that diverges
+def test_a_learning_rate_that_blows_up_the_loss_is_an_error(tmp_path, capsys):
+    """For real: plain SGD at 1e30 makes the matrix factorisation's loss NaN in its first epoch."""
+    from tfrs_movies.train import main
+
+    run_dir = tmp_path / "run"
+    args = [*TINY, "--model", "mf", "--set", "train.optimizer=sgd", "--lr", "1e30", "--epochs", "1"]
+    assert main([*args, "--run-dir", str(run_dir)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: training diverged: model 'mf' had loss = nan at epoch 1")
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "model").exists()
+
+
+def test_exponent_numbers_are_numbers_on_the_command_line_and_in_files(tmp_path):
+    """YAML 1.1 reads 1e-3 as text; --lr 0.00001 became "1e-05" on its way to the config and was refused."""
+    from tfrs_movies.config import load_config
+    from tfrs_movies.train import config_from_args, parse_args
+
+    assert config_from_args(parse_args(["--lr", "0.00001"]))["train"]["learning_rate"] == 1e-5
+    assert load_config(None, ["train.learning_rate=1e-3"])["train"]["learning_rate"] == 1e-3
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learning_rate: 5E-4\n")
+    assert load_config(path)["train"]["learning_rate"] == 5e-4
 
 
 def test_data_errors_are_status_1_in_train_info_and_eda(tmp_path, capsys):

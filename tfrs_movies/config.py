@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,10 @@ _NULLABLE: dict[str, tuple[type, ...]] = {
 }
 
 
+# "1e-3", "5E+2": numbers to anyone but YAML 1.1, which needs a dot ("1.0e-3"); so does json.dumps(1e-05).
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _positive_ints(value: list) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
 
@@ -174,6 +179,8 @@ def _check_value(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
     elif isinstance(default, float):
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as text; every user means a number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
         value = float(value)

@@ -24,5 +24,5 @@ def check_finite_losses(history: Mapping[str, Sequence[float]], model: str) -> N
             if not math.isfinite(float(value)):
                 raise TrainingDivergedError(
                     f"training diverged: model {model!r} had {name} = {float(value)} at epoch {epoch}; "
-                    "nothing was written (try a lower train.learning_rate)"
+                    "no metrics or model were written (try a lower train.learning_rate)"
                 )
