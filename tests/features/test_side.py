@@ -42,3 +42,15 @@ def test_unknown_ids_get_default_rows(tiny_world):
     assert (rows["history"] == "").all() and rows["gender"][0] == ""
     movie = space.movie_rows(np.array([10**9]))
     assert np.isfinite(movie["year"]).all() and (movie["genres"] == "").all()
+
+
+def test_one_space_joins_in_any_number_of_pipelines(tiny_world):
+    """The first join is traced inside a tf.data map; a second pipeline (a profile, a resumed fit)
+    and an eager call reuse the same space's tables."""
+    space = _space(tiny_world.dataset, user_features=ALL_USER, movie_features=ALL_MOVIE)
+    features = ratings_features(tiny_world.dataset.ratings)
+    first = next(iter(make_dataset(features, 8).map(space.join)))
+    second = next(iter(make_dataset(features, 8).map(space.join)))
+    assert set(first) == set(second)
+    eager = space.join({S.USER_ID: first[S.USER_ID], S.MOVIE_ID: first[S.MOVIE_ID]})
+    np.testing.assert_array_equal(eager["year"].numpy(), first["year"].numpy())

@@ -283,14 +283,18 @@ class FeatureSpace:
             out.update(_gather(self._movie_tf(), batch[S.MOVIE_ID]))
         return out
 
+    # The tables are built eagerly (init_scope) even when the first join is traced by a tf.data map:
+    # built inside that trace they would be its graph's tensors, unusable by any later map or call.
     def _user_tf(self):
         if self._user_cache is None:
-            self._user_cache = lookup_tables(self.users, self.user_table)
+            with tf.init_scope():
+                self._user_cache = lookup_tables(self.users, self.user_table)
         return self._user_cache
 
     def _movie_tf(self):
         if self._movie_cache is None:
-            self._movie_cache = lookup_tables(self.movies, self.movie_table)
+            with tf.init_scope():
+                self._movie_cache = lookup_tables(self.movies, self.movie_table)
         return self._movie_cache
 
 
