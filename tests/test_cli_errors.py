@@ -148,6 +148,34 @@ def test_exponent_numbers_are_numbers_on_the_command_line_and_in_files(tmp_path)
     assert load_config(path)["train"]["learning_rate"] == 5e-4
 
 
+def test_a_full_disk_is_one_line_and_leaves_no_half_file(monkeypatch, no_data, tmp_path, capsys):
+    """The rename of config.yaml fails with ENOSPC: exit 1, one line, neither config.yaml nor a temporary."""
+    import errno
+    import os
+
+    from tfrs_movies.train import main
+
+    real_replace = os.replace
+
+    def full(src, dst, *args, **kwargs):
+        if str(dst).endswith("config.yaml"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full)
+    monkeypatch.setattr(experiment, "resolve_dataset", lambda config, say: _tiny_dataset())
+    run_dir = tmp_path / "run"
+    assert main(["--model", "popularity", "--run-dir", str(run_dir)]) == 1
+    assert "No space left on device" in _one_error_line(capsys)
+    assert [p.name for p in run_dir.iterdir() if "config" in p.name] == []
+
+
+def _tiny_dataset():
+    from tfrs_movies.data.synthetic import generate_world
+
+    return generate_world(n_users=30, n_movies=20, n_ratings=400, seed=1).dataset
+
+
 def test_data_errors_are_status_1_in_train_info_and_eda(tmp_path, capsys):
     from tfrs_movies.data.__main__ import main as data_main
     from tfrs_movies.eda import main as eda_main

@@ -98,7 +98,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         what = "no format number" if found is None else f"format {found!r}"
         raise ServingError(
             f"export directory {path} has {what}{by}; this version reads export format {EXPORT_FORMAT}: "
-            "export the run again with this version"
+            "train the run again, or re-export its model/ with tfrs_movies.serving.export_run"
         )
     return manifest
 
