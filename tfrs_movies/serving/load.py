@@ -21,6 +21,7 @@ one-line message.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,13 @@ class Exported:
         self.indexes = [name for name in INDEXES if (self.path / name / "saved_model.pb").is_file()]
         self._user_index = pd.Index(self.users)
         self._movie_index = pd.Index(self.catalogue)
+        self._movies_by_id = self.movies.set_index(S.MOVIE_ID)
         self._models: dict[str, Any] = {}
+        # (index, user_id, k, exclude) -> (movie_ids, scores): one known user's index call. The HTTP
+        # server replaces it with a micro-batcher that gathers concurrent calls into one search_users.
+        self.user_search: Callable[[str, int, int, list[str]], tuple[np.ndarray, np.ndarray]] = (
+            lambda index, user_id, k, exclude: self.search_users(index, [user_id], k, [exclude])[0]
+        )
         self.ranking_path = self._find_ranking(ranking)
 
     def _find_ranking(self, ranking: str | Path | None) -> Path | None:
@@ -242,6 +249,20 @@ class Exported:
                 raise ServingError(f"cannot load {what} from {path}: {_first_line(err)}") from None
         return self._models[name]
 
+    @property
+    def saved_model_names(self) -> list[str]:
+        """Every SavedModel this export serves, by folder name (``ranking`` may be another run's)."""
+        names = [p.name for p in sorted(self.path.iterdir()) if (p / "saved_model.pb").is_file()]
+        return names + ["ranking"] if self.ranking_path is not None and "ranking" not in names else names
+
+    def saved_model(self, name: str):
+        """The loaded SavedModel ``name`` (one of :attr:`saved_model_names`), loaded on first use."""
+        if name not in self.saved_model_names:
+            raise ServingError(
+                f"no SavedModel named {name!r}; this export has {', '.join(self.saved_model_names)}"
+            )
+        return self._load(name, self.ranking_path if name == "ranking" else self.path / name)
+
     def _index(self, index: str | None) -> str:
         """``index``, checked against the export's; None picks the best it has (ScaNN if any)."""
         if index is None:
@@ -271,7 +292,7 @@ class Exported:
         return n
 
     def _frame(self, movie_ids: np.ndarray, scores: np.ndarray, stage: str) -> pd.DataFrame:
-        rows = self.movies.set_index(S.MOVIE_ID).reindex(movie_ids)
+        rows = self._movies_by_id.reindex(movie_ids)
         return pd.DataFrame({
             S.MOVIE_ID: np.asarray(movie_ids, np.int64),
             S.TITLE: rows[S.TITLE].fillna("").astype(str).to_numpy(),
@@ -279,6 +300,24 @@ class Exported:
             "score": np.asarray(scores, np.float64),
             "stage": stage,
         })  # fmt: skip
+
+    def movie_frame(self, movie_ids: np.ndarray, scores: np.ndarray, stage: str) -> pd.DataFrame:
+        """movie_id, title, year, score, stage for ``movie_ids`` (the columns of every answer)."""
+        return self._frame(movie_ids, scores, stage)
+
+    def is_known(self, user_id: Any) -> bool:
+        """Whether the export knows ``user_id`` (else it gets the cold start)."""
+        return bool(self._user_index.get_indexer([_parse_id(user_id, "user")])[0] >= 0)
+
+    @staticmethod
+    def parse_movie_id(movie_id: Any) -> int:
+        """``movie_id`` as an int, else a ServingError naming it."""
+        return _parse_id(movie_id, "movie")
+
+    @property
+    def new_user_id(self) -> int:
+        """An id no user of this export has (for a cold start without an id)."""
+        return int(self.users.max()) + 1 if len(self.users) else 1
 
     def seen_movies(self, user_id: Any) -> np.ndarray:
         row = self._user_index.get_indexer([_parse_id(user_id, "user")])[0]
@@ -307,6 +346,28 @@ class Exported:
         scores = out["scores"].numpy()[0].astype(np.float64)
         keep = np.isfinite(scores)
         return ids[keep], scores[keep]
+
+    def search_users(
+        self, index: str, user_ids: list[int], k: int, excludes: list[list[str]]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One index call for several known users: per user ``(movie_ids (k',), scores (k',))``, each
+        user's ``excludes`` (movie ids as strings) removed and -inf entries dropped."""
+        import tensorflow as tf
+
+        width = max((len(e) for e in excludes), default=0)
+        padded = [list(e) + [""] * (width - len(e)) for e in excludes]
+        try:
+            out = self._signature(index)(
+                user_id=tf.constant([str(u) for u in user_ids]), k=tf.constant(k, tf.int32),
+                exclude=tf.constant(padded, dtype=tf.string, shape=(len(user_ids), width)),
+            )  # fmt: skip
+        except ServingError:
+            raise
+        except Exception as err:  # noqa: BLE001 - e.g. a tampered SavedModel
+            raise ServingError(f"the {index} index failed: {_first_line(err)}") from None
+        ids = out["movie_ids"].numpy().astype(str).astype(np.int64)
+        scores = out["scores"].numpy().astype(np.float64)
+        return [(i[np.isfinite(s)], s[np.isfinite(s)]) for i, s in zip(ids, scores, strict=True)]
 
     def predict(self, user_id: Any, movie_ids: Any) -> np.ndarray:
         """The ranking model's prediction (``ranking_output``: rating or probability) for one user and
@@ -349,16 +410,13 @@ class Exported:
             raise ServingError(f"candidates ({candidates!r}) apply to two stages only, and {why}")
         if self._user_index.get_indexer([uid])[0] < 0:
             return self._cold_start(uid, k, index, features)
-        import tensorflow as tf
-
         exclude = [] if include_seen else [str(m) for m in self.seen_movies(uid)]
-        query = {"user_id": tf.constant([str(uid)])}
         if not rerank:
-            ids, scores = self._search(self._signature(index), query, k, exclude, index)
+            ids, scores = self.user_search(index, uid, k, exclude)
             return self._said_if_short(Recommendations(self._frame(ids, scores, self.index_stage)), k, uid)
         n = self._check_candidates(candidates, k)
         weight = self._rerank_weight(rerank_weight)
-        ids, scores = self._search(self._signature(index), query, n, exclude, index)
+        ids, scores = self.user_search(index, uid, n, exclude)
         predicted = self.predict(uid, ids)
         blended = blend_stages(scores, predicted, weight)
         order = np.argsort(-blended, kind="stable")[:k]  # ties keep the retrieval order
@@ -410,7 +468,7 @@ class Exported:
         note = f"{unknown}: recommending from the features given ({described}) through the query tower"
         return Recommendations(self._frame(ids, scores, "retrieval"), cold_start=True, note=note)
 
-    def query_embedding(self, features: dict[str, Any]) -> np.ndarray:
+    def query_embedding(self, features: dict[str, Any], raw: dict[str, Any] | None = None) -> np.ndarray:
         """``(1, d)`` query embedding of a new user described by ``features`` (``age``, ``gender``,
         ``occupation``, ``zip``); inputs not given take the value of an unknown user."""
         import tensorflow as tf
@@ -418,7 +476,7 @@ class Exported:
         from tfrs_movies.features.side import age_bucket
 
         inputs = self.manifest.get("user_feature_inputs", {})
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(raw or {})  # query tower inputs given as they are (e.g. history)
         for name, value in features.items():
             if name not in COLD_START_FIELDS:
                 raise ServingError(f"unknown user feature {name!r}; known: {', '.join(COLD_START_FIELDS)}")
@@ -447,6 +505,42 @@ class Exported:
             return signature(**tensors)["embedding"].numpy().astype(np.float32)
         except Exception as err:  # noqa: BLE001
             raise ServingError(f"the query tower failed: {_first_line(err)}") from None
+
+    def recommend_watched(self, watched: Any, k: int = 10, index: str | None = None) -> Recommendations:
+        """Top ``k`` for a new user described by the movies they watched (oldest first; never recommended
+        back): through the query tower where its user tower reads a watch history; else, where the export
+        has movie vectors, from the query vector that best scores 1 on each watched movie (ridge least
+        squares over their vectors: the user folded in as matrix factorisation does); else the most popular
+        movies. The note says which."""
+        ids = list(dict.fromkeys(_parse_id(m, "movie") for m in np.atleast_1d(watched)))
+        missing = [m for m, at in zip(ids, self._movie_index.get_indexer(ids), strict=True) if at < 0]
+        if missing:
+            raise ServingError(f"unknown movie id {missing[0]} in watched")
+        k, index = self._check_k(k), self._index(index)
+        exclude = [str(m) for m in ids]
+        history = self.manifest.get("user_feature_inputs", {}).get("history")
+        vectors = self.path / "movie_embeddings.npy"
+        if history is not None:
+            width = len(history.get("default") or []) or len(ids)
+            embedding = self.query_embedding({}, {"history": (exclude[-width:] + [""] * width)[:width]})
+            how = "the query tower over the watched movies as its history"
+        elif vectors.is_file() and self.manifest.get("form") == "dot":
+            v = np.load(vectors, mmap_mode="r")[self._movie_index.get_indexer(ids)].astype(np.float64)
+            ridge = 0.1 * np.eye(v.shape[1])
+            embedding = np.linalg.solve(v.T @ v + ridge, v.sum(axis=0))[None, :].astype(np.float32)
+            how = "the watched movies folded in (the least-squares query vector over their movie vectors)"
+        else:
+            note = (
+                f"{len(ids)} watched movies, which this model cannot fold in: showing the most popular movies"
+            )
+            return Recommendations(self.popular(k, np.asarray(ids)), cold_start=True, note=note)
+        import tensorflow as tf
+
+        found, scores = self._search(
+            self._signature(index, "from_embedding"), {"embedding": tf.constant(embedding)}, k, exclude, index
+        )
+        note = f"a new user who watched {len(ids)} movies: recommending through {how}"
+        return Recommendations(self._frame(found, scores, "retrieval"), cold_start=True, note=note)
 
     def recommend_many(
         self, user_ids: list[Any], k: int = 10, index: str | None = None, include_seen: bool = False,
@@ -540,6 +634,23 @@ class Exported:
             return explain_movies(self.path, uid, movies, top)
         except Exception as err:  # noqa: BLE001
             raise ServingError(f"the explain SavedModel failed: {_first_line(err)}") from None
+
+    def because_you_watched(self, user_id: Any, movie_ids: Any, top: int = 3) -> dict[int, list[dict]]:
+        """Per movie of ``movie_ids``: the ``top`` watched movies the attention weighted most, best first,
+        as ``[{"movie_id", "title", "weight"}]`` (:meth:`explain`; ``[]`` for a movie it has none for)."""
+        if top < 1:
+            raise ServingError(f"explanations need at least 1 watched movie, got {top}")
+        explained = self.explain(user_id, movie_ids, top)
+        out: dict[int, list[dict]] = {int(m): [] for m in np.atleast_1d(movie_ids)}
+        for row in explained.itertuples():
+            out[int(row.movie_id)].append(
+                {
+                    "movie_id": int(row.watched_movie_id),
+                    "title": row.watched_title,
+                    "weight": float(row.weight),
+                }
+            )
+        return out
 
     def pair_model_ratings(self, user_a: Any, user_b: Any, movie_ids: Any) -> np.ndarray:
         """The pair model's predicted rating of each movie for the two users together (seed 004)."""
