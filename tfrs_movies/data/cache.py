@@ -7,7 +7,9 @@ name and the stale cache is simply never read again. The fingerprint is also sto
 metadata and checked on read, so a renamed or copied cache file cannot be mistaken for a fresh one.
 
 Files are written atomically: into a temporary file in the same directory, then ``os.replace``-d onto
-the final name, so a crash or a concurrent reader never sees half a file.
+the final name, so a crash or a concurrent reader never sees half a file. The temporary's name carries
+the writer's pid (:func:`tfrs_movies.io.temporary_sibling`); the temporaries of a killed writer
+(gigabytes at Netflix size) are removed by the next write into the same folder.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from tfrs_movies.io import remove_stale_temporaries, temporary_sibling
 
 CACHE_DIRNAME = ".cache"
 FINGERPRINT_KEY = b"tfrs_movies.fingerprint"
@@ -121,10 +124,12 @@ def _metadata(path: Path, info: dict | None) -> dict[bytes, bytes]:
 def _new_temp_sibling(path: Path) -> Path:
     """An empty temp file in ``path``'s directory (same file system, so ``os.replace`` is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp_name, 0o644)  # mkstemp makes it private (0600); a cache is as readable as its data
-    return Path(tmp_name)
+    remove_stale_temporaries(path.parent)  # what a killed writer left
+    tmp = temporary_sibling(path)
+    with open(tmp, "xb"):
+        pass
+    os.chmod(tmp, 0o644)  # a cache is as readable as its data
+    return tmp
 
 
 @contextlib.contextmanager

@@ -31,7 +31,6 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from tfrs_movies.data.registry import DATASETS as _TABLE
 from tfrs_movies.data.registry import GROUPLENS_URL, DatasetSource  # noqa: F401  (public names here too)
+from tfrs_movies.io import remove_stale_temporaries, temporary_sibling
 
 IMDB_URL = "https://datasets.imdbws.com"
 KAGGLE_NETFLIX_URL = "https://www.kaggle.com/datasets/netflix-inc/netflix-prize-data"
@@ -149,7 +149,9 @@ def download(
     data_dir.mkdir(parents=True, exist_ok=True)
     urls = dataset_url(name, base_url)
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{source.name}.", suffix=".tmp", dir=data_dir))
+    remove_stale_temporaries(data_dir)  # a killed download's archive part and staging folder
+    staging = temporary_sibling(data_dir / source.name)
+    staging.mkdir()
     try:
         if len(source.files) == 1 and source.files[0].endswith(".zip"):
             archive = _fetch(urls[0], data_dir, timeout=timeout, progress=progress)
@@ -289,10 +291,9 @@ def _fetch(url: str, folder: Path, *, timeout: float, progress: bool) -> Path:
     if not url.startswith(("http://", "https://")):
         raise DownloadError(f"{url}: only http(s) URLs are supported")
     label = url.rsplit("/", 1)[-1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{label}.", suffix=".part", dir=folder)
-    path = Path(tmp)
+    path = temporary_sibling(folder / label)  # named with this pid: removable once this process is gone
     try:
-        with os.fdopen(fd, "wb") as out, _open(url, timeout) as response:
+        with open(path, "xb") as out, _open(url, timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done, last = 0, 0.0
             while chunk := response.read(_CHUNK):

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from matplotlib.ticker import MaxNLocator
 
 from tfrs_movies import schema as S
+from tfrs_movies.io import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,8 @@ def _title(dataset: S.Dataset, text: str) -> str:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=_DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 

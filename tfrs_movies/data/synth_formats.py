@@ -15,6 +15,7 @@ from pathlib import Path
 from tfrs_movies.data.movielens import ML_CSV_GENRES
 from tfrs_movies.data.registry import DATASETS, SynthFormat
 from tfrs_movies.data.synthetic import ML_GENRES, generate_world, stream_world
+from tfrs_movies.io import atomic_fill, remove_stale_temporaries
 
 
 def default_sizes(n_ratings: int, users: int | None = None, movies: int | None = None) -> tuple[int, int]:
@@ -54,11 +55,23 @@ def write_synthetic(
 ) -> dict:
     """Generate a world and write it in format ``fmt`` (a key of :data:`SYNTH_FORMATS`); returns the
     counts written. ``netflix`` streams a :func:`~tfrs_movies.data.synthetic.stream_world` (exactly
-    ``n_ratings`` ratings, bounded memory); the other formats hold one :func:`generate_world`."""
+    ``n_ratings`` ratings, bounded memory); the other formats hold one :func:`generate_world`.
+
+    The files are written into a temporary folder beside ``out`` and moved into place only once all are
+    written (:func:`tfrs_movies.io.atomic_fill`): a killed ``synth`` leaves the old files or none, and
+    its temporary folder is removed by the next ``synth`` into the same place."""
     if fmt not in SYNTH_FORMATS:
         raise ValueError(f"unknown synthetic format {fmt!r}; known: {', '.join(SYNTH_FORMATS)}")
     form = SYNTH_FORMATS[fmt]
     n_users, n_movies = default_sizes(n_ratings, users, movies)
+    out = Path(out)
+    remove_stale_temporaries(out.parent)
+    with atomic_fill(out) as tmp:
+        return _write(fmt, form, tmp, n_ratings, seed, n_users, n_movies)
+
+
+def _write(fmt: str, form: SynthFormat, out: Path, n_ratings: int, seed: int, n_users: int,
+           n_movies: int) -> dict:  # fmt: skip
     if fmt == "netflix":
         # Streamed: memory is one chunk of users plus one bucket of movies (100M ratings fit), and the
         # files hold exactly n_ratings ratings.

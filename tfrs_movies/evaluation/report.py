@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from tfrs_movies.evaluation import metrics_table as M
+from tfrs_movies.io import atomic_file, atomic_write_text
 
 # Per-run figures without a cut-off, in table order; then the top-N families (coverage is left out:
 # it describes the catalogue, not the users' rankings).
@@ -234,8 +235,8 @@ def plot_runs(runs: list[Run], path: str | Path, title: str = "") -> Path:
     fig.suptitle(title or f"{len(runs)} runs", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -266,7 +267,6 @@ def write_report(runs: list[Run], out: str | Path, mixed: bool = False) -> str:
     out.mkdir(parents=True, exist_ok=True)
     title = describe(runs) + (" (MIXED SPLITS)" if mixed else "")
     table = markdown_table(runs, with_split=mixed)
-    (out / "report.md").write_text(f"# Runs compared\n\n{title}.\n\n{table}\n\n![chart](report.png)\n",
-                                   encoding="utf-8")  # fmt: skip
+    atomic_write_text(out / "report.md", f"# Runs compared\n\n{title}.\n\n{table}\n\n![chart](report.png)\n")
     plot_runs(runs, out / "report.png", title)
     return table

@@ -10,6 +10,7 @@ import tensorflow as tf
 from tensorboard.plugins import projector
 
 from tfrs_movies import schema as S
+from tfrs_movies.io import atomic_file
 
 
 def write_movie_projector(
@@ -28,7 +29,7 @@ def write_movie_projector(
         if S.GENRES in table
         else pd.Series([""] * len(movie_ids))
     )
-    with open(out / "metadata.tsv", "w", encoding="utf-8") as handle:
+    with atomic_file(out / "metadata.tsv") as tmp, open(tmp, "w", encoding="utf-8") as handle:
         handle.write("movie_id\ttitle\tgenres\n")
         for movie, title, genre in zip(movie_ids, titles, genres, strict=True):
             clean = title.replace("\t", " ").replace("\n", " ")

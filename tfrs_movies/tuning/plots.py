@@ -20,14 +20,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfrs_movies.evaluation.metrics_table import lower_is_better  # noqa: E402
+from tfrs_movies.io import atomic_file  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:
     """Lay out, write (creating the folder) and close ``fig``; returns the path."""
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
