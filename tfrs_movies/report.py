@@ -4,8 +4,9 @@ python -m tfrs_movies.report runs/a runs/b --out runs/report      # two runs
 python -m tfrs_movies.report runs/tune/seed000                     # a tuning dir: its trials (validation)
 
 Runs whose data, split, evaluation settings or evaluated set differ are refused (exit 2, naming the
-difference) unless ``--allow-mixed-splits`` (then a warning, and a ``split`` column). The work is done
-by :mod:`tfrs_movies.evaluation.report`.
+difference) unless ``--allow-mixed-splits`` (then a warning, and a ``split`` column). Incomplete runs
+(killed, or still being written: a ``RUNNING`` marker, :mod:`tfrs_movies.training.status`) are left out
+and named in one line. The work is done by :mod:`tfrs_movies.evaluation.report`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 from tfrs_movies.cli import add_debug_flag, guarded
 from tfrs_movies.evaluation.report import collect_runs, report_dir, split_problems, write_report
+from tfrs_movies.training.status import is_complete
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +36,12 @@ def _report(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    incomplete = [run for run in runs if not is_complete(run.path)]
+    if incomplete:
+        names = ", ".join(str(run.path) for run in incomplete)
+        print(f"skipped {len(incomplete)} incomplete run(s) (killed or still being written): {names}",
+              file=sys.stderr)  # fmt: skip
+        runs = [run for run in runs if is_complete(run.path)]
     if not runs:
         print("error: no finished run found", file=sys.stderr)
         return 2

@@ -7,7 +7,10 @@ so the rules below live here only.
 The run directory holds ``config.yaml`` (the resolved config), ``metrics.json`` (the figures of
 EVALUATION.md on the evaluated set, ``"evaluated_on"``, timing, sizes) and ``model/`` (the saved
 recommender); a test run adds ``tensorboard/test`` scalars, the movie projector where the model has
-movie vectors, and ``export/`` when ``export.enabled``.
+movie vectors, and ``export/`` when ``export.enabled``. While it is written it also holds ``RUNNING``
+(removed once the last artifact is in place: :mod:`tfrs_movies.training.status`) and, for the Keras
+models, ``checkpoints/`` (removed once complete); the same config run again into a killed run's
+directory resumes from its last checkpoint (:mod:`tfrs_movies.training.fit`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,13 +35,16 @@ from tfrs_movies.data import resolve_dataset
 from tfrs_movies.data.splits import Split, build_split
 from tfrs_movies.evaluation.metrics import mae, rmse
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
-from tfrs_movies.io import atomic_write_json, atomic_write_text
+from tfrs_movies.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
+from tfrs_movies.training import status
 from tfrs_movies.training.guards import check_finite_losses
 
 __all__ = ["EVALUATED_ON", "ExperimentResult", "build_split", "default_run_dir", "evaluate",
            "resolve_dataset", "run", "run_experiment"]  # fmt: skip
 
 log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"  # <run_dir>/checkpoints (tfrs_movies.training.fit.CHECKPOINTS)
 
 # ``evaluate_on`` -> the word recorded as ``metrics.json["evaluated_on"]`` (what the report compares).
 EVALUATED_ON = {"test": "test", "valid": "validation"}
@@ -78,8 +85,14 @@ def evaluate(model: Any, split: Split, config: dict[str, Any], on: str = "test")
 
 
 def default_run_dir(config: dict[str, Any]) -> Path:
+    """``runs/<data>-<model>-<time>``; or, when a run of the same config was killed (its ``RUNNING``
+    marker left, its process gone), that run's directory, so that the same command resumes it."""
+    prefix = f"{config['data']['name']}-{config['model']['name']}-"
+    interrupted = status.resumable_run("runs", prefix, config)
+    if interrupted is not None:
+        return interrupted
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config['data']['name']}-{config['model']['name']}-{stamp}"
+    return Path("runs") / f"{prefix}{stamp}"
 
 
 def fit(model: Any, split: Split, dataset: S.Dataset, evaluate_on: str, run_dir: Path) -> float:
@@ -146,6 +159,7 @@ def run(
     with _run_directory(run_dir, config) as run_dir:
         config["run_dir"] = str(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        _start_writing(run_dir, config)
         atomic_write_text(run_dir / "config.yaml", C.dump(config))
 
         split = build_split(config, dataset)
@@ -182,7 +196,22 @@ def run(
                 k_max = config["export"]["k_max"]
                 exported = export_run(model, dataset, run_dir, k_max=k_max, metrics=metrics)
                 say(f"export: {exported}")
+        status.mark_complete(run_dir)  # the last artifact is in place
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
         return result
+
+
+def _start_writing(run_dir: Path, config: dict[str, Any]) -> None:
+    """Before a run writes ``run_dir``: refuse a folder another live run is writing, remove what a killed
+    writer left half-done (temporaries), keep the checkpoints only when this is the same config resumed
+    (:func:`tfrs_movies.training.status.interrupted`), and mark the run as running."""
+    if not status.is_complete(run_dir) and status.writer_running(run_dir):
+        marker = run_dir / status.RUNNING
+        raise C.ConfigError(f"run directory {run_dir} is being written by another process (see {marker})")
+    remove_stale_temporaries(run_dir, recursive=True)
+    if not status.interrupted(run_dir, config):
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # a finished run's or another config's
+    status.mark_running(run_dir)
 
 
 @contextlib.contextmanager
@@ -204,6 +233,7 @@ def _write_tensorboard(result: ExperimentResult) -> None:
         from tfrs_movies.training.projector import write_movie_projector
 
         write_movie_projector(run_dir / "tensorboard", model.catalogue, vectors, result.dataset.movies)
+    shutil.rmtree(run_dir / "tensorboard" / "test", ignore_errors=True)  # a killed try's, resumed
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / "test"))
     with writer.as_default():
         for name, value in result.metrics.items():

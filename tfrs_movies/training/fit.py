@@ -13,12 +13,26 @@ Which way is better comes from the metric table (:mod:`tfrs_movies.evaluation.me
 Under a distribution strategy (``train.strategy``, :mod:`tfrs_movies.training.distribute`) the model
 was built in the strategy's scope; ``fit_keras`` shards the data per worker, the early-stopping figures
 are computed on the chief and broadcast, and only the chief writes into the run directory.
+
+Checkpoints and resume: with a run directory, :class:`Checkpointing` saves ``<run_dir>/checkpoints``
+(``tf.train.CheckpointManager``: written under temporary names, then the ``checkpoint`` index file is
+replaced, so a kill leaves the previous checkpoint valid) at every epoch's end and, with
+``train.checkpoint_every`` N > 0, every N steps within an epoch. A checkpoint holds the model's weights,
+the optimizer's state, the epochs and steps done, the early-stopping state (best figure, its epoch and
+weights, epochs without improvement, whether it stopped) and the history so far. ``fit_keras`` over a
+run directory that holds one resumes from it (one line says where): the shuffle order is the one the
+uninterrupted run would have drawn (the seeded shuffle's seed generator is advanced by one draw per
+epoch done, the batches of a part-done epoch are skipped), so on the CPU the resumed run ends with the
+same weights and figures as an uninterrupted one. TensorBoard stays one run: the killed run's epoch
+summaries from the resumed epoch on are removed before training continues (:func:`truncate_events`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +48,11 @@ from tfrs_movies.evaluation.metrics import mae, rmse
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
 from tfrs_movies.models.tasks import GlobalBatchLoss
 from tfrs_movies.training import distribute as D
+
+CHECKPOINTS = "checkpoints"  # <run_dir>/checkpoints
+KEEP_CHECKPOINTS = 2
+# The Keras TensorBoard callback's writers (epoch summaries at step = epoch index).
+TENSORBOARD_RUNS = ("train", "validation")
 
 # Rating metrics ``predict``-based early stopping can watch (from the metric table).
 RATING_METRICS = M.RATING_METRICS
@@ -65,6 +84,7 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
         self.best_epoch = -1
         self.best_weights: list[np.ndarray] | None = None
         self.wait = 0
+        self.restore_at_end = True  # False while a resumed run trains the rest of a part-done epoch
 
     def _validation_metrics(self) -> dict[str, float]:
         raise NotImplementedError
@@ -93,7 +113,7 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
                 self.model.stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.best_weights is not None:
+        if self.best_weights is not None and self.restore_at_end:
             self.model.set_weights(self.best_weights)
             self.recommender.on_weights_changed()
 
@@ -157,6 +177,171 @@ def make_early_stopping(
     )  # fmt: skip
 
 
+class _StopperState(tf.Module):
+    """One early-stopping callback's state as variables (so a checkpoint holds it)."""
+
+    def __init__(self, weights: list[np.ndarray]) -> None:
+        super().__init__()
+        self.best = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_weights = [tf.Variable(w, trainable=False) for w in weights]
+
+    def store(self, stopper: ValidationEarlyStopping) -> None:
+        self.best.assign(stopper.best)
+        self.best_epoch.assign(stopper.best_epoch)
+        self.wait.assign(stopper.wait)
+        if stopper.best_weights is not None:
+            for variable, value in zip(self.best_weights, stopper.best_weights, strict=True):
+                variable.assign(value)
+
+    def load(self, stopper: ValidationEarlyStopping) -> None:
+        stopper.best = float(self.best.numpy())
+        stopper.best_epoch = int(self.best_epoch.numpy())
+        stopper.wait = int(self.wait.numpy())
+        stopper.best_weights = [v.numpy() for v in self.best_weights] if stopper.best_epoch >= 0 else None
+
+
+class Checkpointing(tf.keras.callbacks.Callback):
+    """Save the training state into ``write_to`` (at each epoch's end and every ``every`` steps when
+    ``every`` > 0) and resume from the latest checkpoint in ``read_from`` (the chief's folder: under
+    multi-worker training every worker restores the chief's checkpoint and saves into its own folder).
+
+    Use: :meth:`restore` (before training), then :meth:`fit` in place of ``model.fit``.
+    """
+
+    def __init__(self, model: tf.keras.Model, stoppers: list[ValidationEarlyStopping], read_from: Path,
+                 write_to: Path, every: int = 0) -> None:  # fmt: skip
+        super().__init__()
+        self.keras_model, self.stoppers, self.read_from, self.every = model, stoppers, Path(read_from), every
+        self.epoch = 0  # epochs done
+        self.step = 0  # steps done within epoch ``self.epoch``
+        self.stopped = False
+        self.history: dict[str, list[float]] = {}
+        self.resumed = False
+        self._progress = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)  # epoch, step, stopped
+        self._history = tf.Variable("{}", dtype=tf.string, trainable=False)
+        weights = model.get_weights() if stoppers else []
+        self._stopper_states = [_StopperState(weights) for _ in stoppers]
+        self._checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=model.optimizer, progress=self._progress, history=self._history,
+            stoppers=self._stopper_states,
+        )  # fmt: skip
+        self._manager = tf.train.CheckpointManager(self._checkpoint, str(write_to), KEEP_CHECKPOINTS)
+        self._skip = tf.Variable(0, dtype=tf.int64, trainable=False)  # batches to skip (a part-done epoch)
+        self._epoch_offset = 0  # steps of the current epoch done before this process
+
+    def restore(self, epochs: int) -> None:
+        """Load the latest checkpoint of ``read_from`` if there is one (and say so in one line)."""
+        latest = tf.train.latest_checkpoint(str(self.read_from))
+        if latest is None:
+            return
+        self._checkpoint.restore(latest).expect_partial()
+        self.epoch, self.step, stopped = (int(v) for v in self._progress.numpy())
+        self.stopped = bool(stopped)
+        self.history = json.loads(self._history.numpy().decode("utf-8"))
+        for state, stopper in zip(self._stopper_states, self.stoppers, strict=True):
+            state.load(stopper)
+        self.resumed = True
+        where = "training was over" if self.stopped or self.epoch >= epochs else (
+            f"continuing at epoch {self.epoch + 1} of {epochs}, step {self.step + 1}")  # fmt: skip
+        print(f"resumed from checkpoint {latest}: {self.epoch} epochs and {self.step} steps done; {where}",
+              flush=True)  # fmt: skip
+
+    def fit(self, data: tf.data.Dataset, epochs: int, callbacks: list[tf.keras.callbacks.Callback],
+            verbose: int) -> dict[str, list[float]]:  # fmt: skip
+        """``model.fit`` from where the checkpoint left off; returns the whole run's history.
+
+        The data's order: ``fit`` draws one shuffle seed per iterator it makes, one more than epochs
+        (its first iterator is made and dropped); epoch ``e`` of an uninterrupted run reads draw ``e + 1``.
+        Resuming at the start of epoch ``e``: ``e`` draws are made here, then ``fit`` draws as usual.
+        Resuming within epoch ``e``: ``e + 1`` draws are made here, and two ``fit`` calls (the rest of
+        epoch ``e``, then the epochs after it; Keras would take the first epoch's step count for every
+        epoch of one call) read a wrapper whose iterators draw only when read (``flat_map``), skipping
+        the steps done in its first epoch.
+        """
+        model = self.keras_model
+        callbacks = [*callbacks, self]
+        if self.step and not self.over(epochs):
+            for _ in range(self.epoch + 1):
+                iter(data)  # one seed draw of the shuffle per iterator made
+            self._skip.assign(self.step)
+            self._epoch_offset = self.step
+            skip, whole = self._skip, data
+            data = tf.data.Dataset.from_tensors(0).flat_map(lambda _: whole.skip(skip))
+            for stopper in self.stoppers:
+                stopper.restore_at_end = False  # the best weights come back once training is over
+            try:
+                model.fit(data, epochs=self.epoch + 1, initial_epoch=self.epoch, callbacks=callbacks,
+                          verbose=verbose)  # fmt: skip
+            finally:
+                for stopper in self.stoppers:
+                    stopper.restore_at_end = True
+        elif not self.over(epochs):
+            for _ in range(self.epoch):
+                iter(data)  # one seed draw of the shuffle per iterator made
+        if not self.over(epochs):
+            model.fit(data, epochs=epochs, initial_epoch=self.epoch, callbacks=callbacks, verbose=verbose)
+        else:  # the killed run had finished training, or the rest of its epoch finished it
+            for stopper in self.stoppers:
+                stopper.set_model(model)
+                stopper.on_train_end()
+        return self.history
+
+    def over(self, epochs: int) -> bool:
+        """Whether training is over: early stopping stopped it, or every epoch is done."""
+        return self.stopped or self.epoch >= epochs
+
+    def _save(self, epoch: int, step: int) -> None:
+        self._progress.assign([epoch, step, int(self.stopped)])
+        self._history.assign(json.dumps(self.history))
+        for state, stopper in zip(self._stopper_states, self.stoppers, strict=True):
+            state.store(stopper)
+        self._manager.save(checkpoint_number=epoch * 1_000_000_000 + step)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.every > 0 and (self._epoch_offset + batch + 1) % self.every == 0:
+            self._save(self.epoch, self._epoch_offset + batch + 1)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+        self._epoch_offset = 0
+        self._skip.assign(0)
+        self.stopped = bool(self.model.stop_training)
+        self.epoch, self.step = epoch + 1, 0
+        self._save(epoch + 1, 0)
+
+
+def truncate_events(logdir: str | Path, first_step: int) -> None:
+    """Drop the summaries at ``step >= first_step`` from the Keras TensorBoard event files under
+    ``logdir`` (its ``train`` and ``validation`` runs): what a killed run wrote for the epochs that are
+    trained again. Each file is rewritten atomically; a record cut short by the kill ends the file."""
+    from tfrs_movies.io import atomic_file
+
+    for run in TENSORBOARD_RUNS:
+        for path in sorted((Path(logdir) / run).glob("events.out.tfevents.*")):
+            kept, dropped = [], 0
+            try:
+                for event in tf.compat.v1.train.summary_iterator(str(path)):
+                    if event.HasField("summary") and event.step >= first_step:
+                        dropped += 1
+                    else:
+                        kept.append(event.SerializeToString())
+            except tf.errors.DataLossError:
+                dropped += 1
+            if not dropped:
+                continue
+            with atomic_file(path) as tmp:
+                with tf.io.TFRecordWriter(str(tmp)) as writer:
+                    for record in kept:
+                        writer.write(record)
+                os.utime(tmp)
+
+
 def fit_keras(
     recommender: Any,
     data: tf.data.Dataset,
@@ -185,18 +370,32 @@ def fit_keras(
             f"config key 'train.strategy' {cfg['strategy']!r} is not supported by model {recommender.name!r} "
             "(its loss is not split over replicas); use train.strategy=default"
         )
+    epochs = epochs or cfg["epochs"]
+    checkpointing = None
     with contextlib.ExitStack() as stack:
         if run_dir is not None:
             out = stack.enter_context(D.write_dir(run_dir, strategy))
-            callbacks.append(
-                tf.keras.callbacks.TensorBoard(log_dir=str(Path(out) / "tensorboard"), update_freq="epoch")
-            )
+            every = [*callbacks, *(extra_callbacks or [])]
+            stoppers = [c for c in every if isinstance(c, ValidationEarlyStopping)]
+            checkpointing = Checkpointing(
+                recommender.model, stoppers, Path(run_dir) / CHECKPOINTS, Path(out) / CHECKPOINTS,
+                cfg.get("checkpoint_every", 0),
+            )  # fmt: skip
+            checkpointing.restore(epochs)
+            if checkpointing.resumed:
+                truncate_events(Path(out) / "tensorboard", checkpointing.epoch)
+            logdir = str(Path(out) / "tensorboard")  # a resumed run's graph is already there
+            graph = not checkpointing.resumed
+            callbacks.append(tf.keras.callbacks.TensorBoard(logdir, update_freq="epoch", write_graph=graph))
         callbacks += extra_callbacks or []
         start = time.perf_counter()
-        history = recommender.model.fit(
-            D.shard_by_data(data), epochs=epochs or cfg["epochs"], callbacks=callbacks, verbose=cfg["verbose"]
-        )
-    out = {k: [float(v) for v in values] for k, values in history.history.items()}
+        if checkpointing is None:
+            history = recommender.model.fit(
+                D.shard_by_data(data), epochs=epochs, callbacks=callbacks, verbose=cfg["verbose"]
+            ).history
+        else:
+            history = checkpointing.fit(D.shard_by_data(data), epochs, callbacks, cfg["verbose"])
+    out = {k: [float(v) for v in values] for k, values in history.items()}
     out["train_seconds"] = [time.perf_counter() - start]
     if stopper is not None and stopper.best_epoch >= 0:
         out["best_epoch"] = [stopper.best_epoch + 1]

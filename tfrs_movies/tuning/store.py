@@ -2,13 +2,16 @@
 
     <tune_dir>/tuning.json              the base config the trials were run with (checked on resume)
     <tune_dir>/trials/<id>/result.json  written last, atomically: a trial with it is finished
-    <tune_dir>/trials/<id>/...          config.yaml, metrics.json (validation), model/, tensorboard/
+    <tune_dir>/trials/<id>/...          config.yaml, metrics.json (validation), model/, tensorboard/,
+                                        RUNNING and checkpoints/ while the trial trains
     <tune_dir>/results.csv              one row per finished trial, rebuilt from the result files
     <tune_dir>/tensorboard/             HParams (see :mod:`tfrs_movies.tuning.hparams`)
     <tune_dir>/plots/*.png, best.json, best/   (see :mod:`tfrs_movies.tuning.runner`)
 
 The per-trial ``result.json`` files are the truth; the CSV is rewritten from them after every trial,
-so a run killed at any moment leaves either a finished trial or one that is simply run again.
+so a run killed at any moment leaves either a finished trial or one that is run again: from its last
+checkpoint when it had one (the trial's folder is kept; see :mod:`tfrs_movies.training.fit`), else
+from the start. Temporaries a killed writer left in the tuning directory are removed on the next start.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any
 import pandas as pd
 
 from tfrs_movies import config as C
-from tfrs_movies.io import atomic_write_json, atomic_write_text
+from tfrs_movies.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
+from tfrs_movies.training import status
 
 OK, FAILED = "ok", "failed"
 
@@ -45,6 +49,7 @@ class TuningDir:
     def check_base(self, base: dict[str, Any]) -> None:
         """Record the base config, or refuse to mix trials of another base config into this folder."""
         manifest = self.root / "tuning.json"
+        remove_stale_temporaries(self.root)
         base = {k: v for k, v in C.merge(base, {}).items() if k != "run_dir"}
         if not manifest.exists():
             atomic_write_json(manifest, {"base_config": base})
@@ -71,8 +76,13 @@ class TuningDir:
         return {r["trial_id"]: r for r in self.records() if r["status"] == OK}
 
     def prepare(self, tid: str) -> Path:
-        """An empty folder for a trial about to (re)start; leftovers of an interrupted try are removed."""
+        """The folder for a trial about to (re)start: a killed try's folder with checkpoints is kept (the
+        trial resumes from them), anything else left over (a failed try, a try killed before its first
+        checkpoint) is removed."""
         path = self.trial_dir(tid)
+        killed = not status.is_complete(path) and not (path / "result.json").exists()
+        if killed and (path / "checkpoints").is_dir():
+            return path
         if path.exists():
             shutil.rmtree(path)
         path.mkdir(parents=True)
