@@ -350,3 +350,104 @@ def test_factor_baselines_refuse_in_one_line_before_factorising(name, params, mo
     assert "\n" not in message and "needs about" in message and "rank" in message and calls == []
     assert svd.svd_bytes(60, 40, 40) == 16 * (60 * 40 + 100 * 40)  # the dense path
     assert svd.svd_bytes(162_541, 59_047, 10) == 8 * 31 * (162_541 + 59_047)
+
+
+def test_edlae_is_ease_with_the_dropout_emphasis_ridge_and_its_full_rank_variant():
+    binary, ratings = _ease_world()
+    gram = binary.T.astype(float) @ binary
+    l2, p = 3.0, 0.25
+    ridge = np.diag(l2 + p / (1 - p) * np.diag(gram))  # Steck 2020: Lambda = l2 I + p/(1-p) diagMat(diag G)
+    inverse = np.linalg.inv(gram + ridge)
+    zero_diagonal = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(zero_diagonal, 0.0)
+    model = _fit("ease", ratings, l2=l2, dropout=p)
+    np.testing.assert_allclose(model.weights, zero_diagonal, rtol=1e-5, atol=1e-6)
+    full = _fit("ease", ratings, l2=l2, dropout=p, full_rank=True)
+    # Without the diagonal constraint: the ridge-like solution (G + Lambda)^-1 G = I - P Lambda.
+    np.testing.assert_allclose(full.weights, inverse @ gram, rtol=1e-5, atol=1e-6)
+    assert model.chosen == {"l2": l2, "dropout": p}
+
+
+def test_ease_auto_l2_grid_scales_with_the_data_and_refits_the_validation_choice():
+    binary, ratings = _ease_world(n_users=60, n_movies=15)
+    grid = ease_module.l2_grid(binary)
+    mean_count = binary.sum(0).mean()
+    np.testing.assert_allclose(grid, [mean_count * m for m in ease_module.AUTO_L2_MULTIPLES])
+    np.testing.assert_allclose(ease_module.l2_grid(np.vstack([binary, binary])), 2 * np.asarray(grid))
+
+    model = _fit("ease", ratings, l2="auto")
+    tried = model.chosen["grid"]
+    best = max(tried, key=tried.get)
+    assert best == f"l2={model.chosen['l2']:.6g},dropout=0"
+    # The coarse grid, then the best one's neighbours at half and twice it.
+    assert len(tried) == len(grid) + 2 - (model.chosen["l2"] in (grid[0] / 2, grid[-1] * 2))
+    # Chosen on a validation share, then refitted on every rating it was given.
+    refit = ease_module.ease_weights(model.seen, model.chosen["l2"])
+    np.testing.assert_allclose(model.weights, refit, rtol=1e-6)
+
+
+def test_ease_candidate_lists_pick_the_best_validation_figure_by_coordinate_search():
+    figure = {(1.0, 0.0): 0.1, (10.0, 0.0): 0.3, (100.0, 0.0): 0.2, (10.0, 0.5): 0.4, (1.0, 0.5): 0.5,
+              (100.0, 0.5): 0.0}  # fmt: skip
+    l2, dropout, tried = ease_module.select_on_validation(
+        lambda a, b: figure[(a, b)], [1.0, 10.0, 100.0], [0.0, 0.5], refine_l2=False
+    )
+    assert (l2, dropout) == (1.0, 0.5) and len(tried) == len(figure)  # l2, then dropout, then l2 again
+
+    _, ratings = _ease_world()
+    model = _fit("ease", ratings, l2=[1.0, 50.0], dropout=[0.0, 0.3])
+    assert model.chosen["l2"] in (1.0, 50.0) and model.chosen["dropout"] in (0.0, 0.3)
+    assert set(model.chosen["grid"]) <= {f"l2={a:g},dropout={b:g}" for a in (1, 50) for b in (0, 0.3)}
+
+
+@pytest.mark.parametrize(
+    "params", [{"l2": -1.0}, {"l2": "best"}, {"l2": []}, {"dropout": 1.0}, {"dropout": [0.1, -0.2]},
+               {"select_metric": "ndcg"}, {"validation_fraction": 0.0}],  # fmt: skip
+)
+def test_ease_refuses_bad_choices_in_one_line(params):
+    from tfrs_movies.config import ConfigError
+
+    _, ratings = _ease_world()
+    with pytest.raises(ConfigError, match=f"model.params.{next(iter(params))}"):
+        _fit("ease", ratings, **params)
+
+
+def test_ials_each_solve_is_the_closed_form_and_the_loss_never_rises():
+    from tfrs_movies.models.baselines import ials
+
+    binary, ratings = _ease_world(n_users=30, n_movies=9)
+    rng = np.random.default_rng(0)
+    movies = rng.standard_normal((9, 3))
+    alpha0, reg, nu = 0.2, 0.05, 1.0
+    got = ials.solve_side(ials.sp.csr_matrix(binary.astype(float)), movies, alpha0, reg, nu)
+    for u in range(30):
+        seen = movies[binary[u]]
+        ridge = reg * (binary[u].sum() + alpha0 * 9) ** nu
+        lhs = seen.T @ seen + alpha0 * movies.T @ movies + ridge * np.eye(3)
+        np.testing.assert_allclose(got[u], np.linalg.solve(lhs, seen.sum(0)), rtol=1e-8)
+    # The same solution minimises the objective over that user's factor: a nudge makes it worse.
+    loss = ials.ials_loss(ials.sp.csr_matrix(binary.astype(float)), got, movies, alpha0, reg, nu)
+    nudged = got.copy()
+    nudged[0] += 1e-3
+    assert ials.ials_loss(ials.sp.csr_matrix(binary.astype(float)), nudged, movies, alpha0, reg, nu) > loss
+
+    model = _fit("ials", ratings, dim=3, epochs=6)
+    assert (np.diff(model.history["loss"]) <= 1e-9).all()
+    assert model.alpha0 == pytest.approx(1.0 * binary.mean())  # relative to the density
+    # Fold-in: a user's factor from their watched list is the user step with the movie factors held.
+    folded = model.fold_in(model.seen[:4])
+    expected = ials.solve_side(model.seen[:4], model.movie_factors.astype(float), model.alpha0, 0.01, 1.0)
+    np.testing.assert_allclose(folded, expected, rtol=1e-5)
+    model.update_seen(ratings)
+    np.testing.assert_allclose(model.score(model.users[:4]), folded @ model.movie_factors.T, rtol=1e-5)
+
+
+def test_ials_blocks_and_slices_give_the_same_solution(monkeypatch):
+    from tfrs_movies.models.baselines import ials
+
+    binary, _ = _ease_world(n_users=50, n_movies=20)
+    matrix = ials.sp.csr_matrix(binary.astype(float))
+    fixed = np.random.default_rng(1).standard_normal((20, 6))
+    whole = ials.solve_side(matrix, fixed, 0.1, 0.02, 0.5)
+    monkeypatch.setattr(ials, "_BLOCK_BYTES", 8 * 36 * 7)  # 7 rows per block, 7 pairs per slice of 20 cols
+    np.testing.assert_allclose(ials.solve_side(matrix, fixed, 0.1, 0.02, 0.5), whole, rtol=1e-10)

@@ -30,6 +30,9 @@ CASES: dict[str, dict] = {
     "ease": {"model.name": "ease", "model.params.l2": 10.0},
     # EASE on the 60 most-rated of 150 movies: the dot form over the kept columns, the rest scored 0.
     "ease_top60": {"model.name": "ease", "model.params.l2": 10.0, "model.params.max_movies": 60},
+    # EDLAE with l2 and dropout chosen on validation (the choice is saved with the model).
+    "edlae": {"model.name": "ease", "model.params.l2": [5.0, 20.0], "model.params.dropout": [0.0, 0.25]},
+    "ials": {"model.name": "ials", "model.params.dim": 8, "model.params.epochs": 4},
     "mf": {"model.name": "mf", "model.embedding_dim": 8},
     "ncf": {"model.name": "ncf", "model.embedding_dim": 8, "model.params.layers": [16, 8]},
     "cf_mlp": {"model.name": "cf_mlp", "model.embedding_dim": 8, "model.params.layers": [16, 8]},
@@ -48,7 +51,8 @@ CASES: dict[str, dict] = {
     ]},
 }  # fmt: skip
 # The dot form (an index over candidate vectors) where the score is one; a scorer elsewhere.
-DOT = {"popularity", "ease", "ease_top60", "mf", "autorec_item", "autorec_user", "autorec_local_kernel"}
+DOT = {"popularity", "ease", "ease_top60", "edlae", "ials", "mf", "autorec_item", "autorec_user",
+       "autorec_local_kernel"}
 # Movies of the catalogue left without train (or validation) ratings: the networks' baseline answers them.
 UNRATED = 3
 

@@ -19,6 +19,25 @@ lower catalogue position), ``X`` and ``B`` restricted to those columns; every ot
 movie without train ratings does in plain EASE), so it is recommended only after every kept movie with
 a positive score. ``max_movies: auto`` takes the whole catalogue when it fits and otherwise the most
 movies that do; ``max_movies`` at least the catalogue is plain EASE.
+
+Dropout emphasis (EDLAE, Steck 2020, "Autoencoders that don't overfit towards the identity"): training a
+linear autoencoder with dropout probability ``p`` on its input and the loss emphasised on the dropped
+entries has the closed form of EASE with the ridge ``l2 I`` replaced by
+
+    Lambda = l2 I + p / (1 - p) diagMat(diag(X^T X)),      P = (X^T X + Lambda)^-1,
+
+then ``B = I - P diagMat(1 / diag(P))`` under the zero-diagonal constraint (``full_rank: false``, EASE's
+form) or ``B = I - P Lambda`` without it (``full_rank: true``, the paper's full-rank EDLAE).
+
+Choosing on validation (``l2: auto`` or a list, ``dropout: auto`` or a list): the model carves a per-user
+random ``validation_fraction`` of the ratings it is given (seeded by ``seed``), fits every candidate on
+the rest, ranks the held-out ratings with the evaluator of the headline figures (seen movies removed)
+and keeps the best on ``select_metric``; then it refits on everything it was given. The ``auto`` grid
+of ``l2`` is scaled by the data: multiples ``4^k`` (k = -2..3) of the mean diagonal of ``X^T X`` (the
+mean number of ratings of a rated movie), then the best one's neighbours at half and twice it; the
+useful l2 grows with how often movies are rated, so no constant tuned to one dataset is needed. The
+``auto`` dropout candidates are 0, 0.1, 0.25, 0.5 (a probability: scale-free). l2 and dropout are chosen
+by coordinate search (each in turn over its candidates, the other held, until neither changes).
 """
 
 from __future__ import annotations
@@ -64,28 +83,74 @@ def gram_matrix(interactions: sp.spmatrix) -> np.ndarray:
     return gram
 
 
-def ease_weights(interactions: sp.spmatrix, l2: float) -> np.ndarray:
-    """The EASE item-item matrix B (n_movies, n_movies), float32, for an (n_users, n_movies) matrix.
+def ease_weights(
+    interactions: sp.spmatrix, l2: float, dropout: float = 0.0, full_rank: bool = False
+) -> np.ndarray:
+    """The EASE / EDLAE item-item matrix B (n_movies, n_movies), float32, for an (n_users, n_movies)
+    matrix: ``Lambda = l2 + dropout / (1 - dropout) diag(X^T X)`` on the diagonal, ``P = (X^T X +
+    Lambda)^-1``; ``B = -P / diag(P)`` column-wise with a zero diagonal, or ``B = I - P Lambda`` when
+    ``full_rank`` (no diagonal constraint). ``dropout = 0`` and not ``full_rank`` is plain EASE.
 
     Peak memory ``12 n_movies^2`` bytes: the float64 Gram matrix is inverted in place (LAPACK getrf +
     getri on its buffer) and B is written into a float32 array a block of rows at a time."""
     from scipy.linalg import inv
 
     gram = gram_matrix(interactions)
-    gram[np.diag_indices_from(gram)] += l2
+    ridge = l2 + dropout / (1.0 - dropout) * np.diag(gram)  # (n_movies,) the diagonal of Lambda
+    gram[np.diag_indices_from(gram)] += ridge
     # Symmetric, so its transpose (a Fortran-ordered view of the same buffer) is the same matrix and
     # LAPACK can overwrite it: no second float64 copy.
     inverse = inv(gram.T, overwrite_a=True, check_finite=False)
     del gram
-    scale = -1.0 / np.diag(inverse)  # column j divided by -P[j, j]
+    # Column j of B is column j of P times -1 / P[j, j] (zero diagonal) or times -Lambda[j] (full rank).
+    scale = -ridge if full_rank else -1.0 / np.diag(inverse)
     m = len(scale)
     weights = np.empty((m, m), dtype=np.float32)
     step = max(1, _GRAM_BLOCK_BYTES // (8 * max(m, 1)))
     for start in range(0, m, step):
         weights[start : start + step] = inverse[start : start + step] * scale[None, :]
     del inverse
-    weights[np.diag_indices_from(weights)] = 0.0
+    weights[np.diag_indices_from(weights)] = (1.0 + np.diag(weights)) if full_rank else 0.0
     return weights
+
+
+AUTO_L2_MULTIPLES = (1 / 16, 1 / 4, 1.0, 4.0, 16.0, 64.0)  # of the mean diagonal of X^T X
+AUTO_DROPOUT = (0.0, 0.1, 0.25, 0.5)
+
+
+def l2_grid(interactions: sp.spmatrix) -> list[float]:
+    """The ``l2: auto`` candidates: ``AUTO_L2_MULTIPLES`` times the mean diagonal of ``X^T X`` over movies
+    with a rating (the mean number of ratings of a rated movie)."""
+    counts = np.bincount(sp.csr_matrix(interactions).indices, minlength=interactions.shape[1])
+    base = float(counts[counts > 0].mean()) if (counts > 0).any() else 1.0
+    return [base * m for m in AUTO_L2_MULTIPLES]
+
+
+def select_on_validation(
+    evaluate: Any, l2s: list[float], dropouts: list[float], refine_l2: bool
+) -> tuple[float, float, dict[str, float]]:
+    """Coordinate search over (l2, dropout): each in turn over its candidates with the other held, until
+    neither changes; then, when ``refine_l2``, the best l2's neighbours at half and twice it.
+    ``evaluate(l2, dropout) -> validation metric`` (higher is better), each pair evaluated once.
+    Returns (l2, dropout, {"l2=..,dropout=..": metric} for every pair tried)."""
+    tried: dict[tuple[float, float], float] = {}
+
+    def value(pair: tuple[float, float]) -> float:
+        if pair not in tried:
+            tried[pair] = evaluate(*pair)
+        return tried[pair]
+
+    best = (l2s[len(l2s) // 2], dropouts[0])
+    for _ in range(4):
+        before = best
+        best = max(((l2, best[1]) for l2 in l2s), key=value)
+        best = max(((best[0], p) for p in dropouts), key=value)
+        if best == before:
+            break
+    if refine_l2:
+        best = max([best, (best[0] / 2, best[1]), (best[0] * 2, best[1])], key=value)
+    grid = {f"l2={l2:.6g},dropout={p:g}": v for (l2, p), v in tried.items()}
+    return best[0], best[1], grid
 
 
 @register
@@ -102,15 +167,43 @@ class EASERecommender(Recommender):
 
     @dataclass(frozen=True)
     class Params(ModelParams):
-        l2: float = 400.0
+        # A ridge strength, "auto" (a grid scaled by the data, chosen on validation) or a list of them.
+        l2: float | str | list[float] = 400.0
+        # EDLAE's dropout probability in [0, 1), "auto" (0, 0.1, 0.25, 0.5 on validation) or a list.
+        dropout: float | str | list[float] = 0.0
+        full_rank: bool = False  # EDLAE without the zero-diagonal constraint
+        select_metric: str = "ndcg@10"  # what validation chooses l2 / dropout by
+        validation_fraction: float = 0.1  # per user, of the ratings the model is fitted on
         max_movies: int | str = 0
         memory_gb: float = 0.0
 
         def validate(self) -> None:
-            if self.l2 < 0:
-                raise ValueError(f"config key 'model.params.l2' must be >= 0, got {self.l2!r}")
-            if isinstance(self.max_movies, str) and self.max_movies != "auto" or (
-                isinstance(self.max_movies, int) and self.max_movies < 0
+            for key, low, high in (("l2", 0.0, np.inf), ("dropout", 0.0, 1.0)):
+                value = getattr(self, key)
+                values = value if isinstance(value, list) else [value]
+                if value == [] or any(
+                    isinstance(v, str) and v != "auto" or not isinstance(v, str) and not low <= v < high
+                    for v in values
+                ):
+                    raise ValueError(
+                        f"config key 'model.params.{key}' must be a number in [{low:g}, {high:g}), 'auto' "
+                        f"or a non-empty list of such numbers, got {value!r}"
+                    )
+            name, _, k = self.select_metric.partition("@")
+            if not name or not k.isdigit():
+                raise ValueError(
+                    "config key 'model.params.select_metric' must look like ndcg@10, "
+                    f"got {self.select_metric!r}"
+                )
+            if not 0 < self.validation_fraction < 1:
+                raise ValueError(
+                    f"config key 'model.params.validation_fraction' must be in (0, 1), "
+                    f"got {self.validation_fraction!r}"
+                )
+            if (
+                isinstance(self.max_movies, str)
+                and self.max_movies != "auto"
+                or (isinstance(self.max_movies, int) and self.max_movies < 0)
             ):
                 raise ValueError(
                     f"config key 'model.params.max_movies' must be an integer >= 0 or 'auto', "
@@ -123,6 +216,8 @@ class EASERecommender(Recommender):
         super().__init__(config)
         self.weights = np.zeros((0, 0), dtype=np.float32)  # B (M, M) over the kept movies
         self.kept = np.zeros(0, dtype=np.int64)  # catalogue positions of the M kept movies, ascending
+        # The l2 and dropout B was fitted with, and (when chosen on validation) every candidate's figure.
+        self.chosen: dict[str, Any] = {}
 
     def movies_to_keep(self) -> int:
         """How many movies EASE is fitted on (``params.max_movies`` against the memory budget); raises
@@ -149,8 +244,50 @@ class EASERecommender(Recommender):
         m = self.movies_to_keep()  # before anything large is allocated
         counts = np.bincount(self.seen.indices, minlength=len(self.catalogue))
         self.kept = np.sort(np.argsort(-counts, kind="stable")[:m]).astype(np.int64)
+        l2, dropout = self.params.l2, self.params.dropout
+        self.chosen = {}
+        if isinstance(l2, (str, list)) or isinstance(dropout, (str, list)):
+            l2, dropout, grid = self._choose(train)
+            self.chosen = {"metric": self.params.select_metric, "grid": grid}
+        self.chosen.update({"l2": float(l2), "dropout": float(dropout)})
         # float32 B halves its memory; scores are sums of at most a few thousand terms.
-        self.weights = ease_weights(self._history(self.seen), self.params.l2)
+        self.weights = ease_weights(self._history(self.seen), l2, dropout, self.params.full_rank)
+
+    def _choose(self, train: pd.DataFrame) -> tuple[float, float, dict[str, float]]:
+        """(l2, dropout) chosen on a per-user random validation share of ``train`` (see the module
+        docstring), every candidate fitted on the rest."""
+        from tfrs_movies.data.splits import per_user_random_mask
+        from tfrs_movies.evaluation.ranking import FullRankingEvaluator, interaction_matrix
+
+        held = per_user_random_mask(
+            train, self.params.validation_fraction, self.config["seed"], min_ratings=2
+        )
+        rest, valid = train[~held], train[held]
+        history = self._history(interaction_matrix(rest, self.users, self.catalogue))
+        evaluator = FullRankingEvaluator(
+            rest, valid, self.catalogue, ks=[int(self.params.select_metric.split("@")[1])]
+        )
+        rows = pd.Index(self.users).get_indexer(evaluator.users)
+        full = np.zeros((len(rows), len(self.catalogue)), dtype=np.float32)
+
+        def evaluate(l2: float, dropout: float) -> float:
+            weights = ease_weights(history, l2, dropout, self.params.full_rank)
+            full[:, self.kept] = np.asarray(history[rows] @ weights)
+            figures = evaluator.evaluate(lambda users: full[np.searchsorted(evaluator.users, users)])
+            return float(figures[self.params.select_metric])
+
+        l2, dropout = self.params.l2, self.params.dropout
+        l2s = l2_grid(history) if l2 == "auto" else list(l2) if isinstance(l2, list) else [l2]
+        dropouts = (
+            list(AUTO_DROPOUT)
+            if dropout == "auto"
+            else list(dropout)
+            if isinstance(dropout, list)
+            else [dropout]
+        )
+        return select_on_validation(
+            evaluate, [float(v) for v in l2s], [float(v) for v in dropouts], l2 == "auto"
+        )
 
     @property
     def restricted(self) -> bool:
@@ -221,10 +358,11 @@ class EASERecommender(Recommender):
             out[chunk] = np.bincount(owner, weights=terms, minlength=len(chunk))
 
     def _state(self) -> State:
-        return State.of({"weights": self.weights, "kept": self.kept})
+        return State.of({"weights": self.weights, "kept": self.kept, "chosen": self.chosen})
 
     def _restore(self, state: State) -> None:
         self.weights = state["weights"].astype(np.float32)
+        self.chosen = dict(state["chosen"]) if "chosen" in state else {}
         # Folders saved before the approximation hold B over the whole catalogue and no "kept".
         self.kept = state["kept"].astype(np.int64) if "kept" in state else np.arange(len(self.weights))
 
