@@ -361,3 +361,20 @@ class _Payload:
 
     def __reduce__(self):
         return (Path.touch, (self.marker,))
+
+
+# ----- finding 9: artifacts are readable like every other file (0644 less the umask) ----------------
+
+
+def test_config_metrics_and_manifest_are_written_0644(exported_retrieval, tmp_path):
+    import os
+
+    from tfrs_movies.train import main
+
+    mask = os.umask(0)
+    os.umask(mask)
+    run_dir = tmp_path / "run"
+    args = ["--dataset", "synthetic", "--set", "data.synthetic.ratings=500", "--model", "popularity"]
+    assert main([*args, "--set", "export.enabled=false", "--run-dir", str(run_dir)]) == 0
+    for path in (run_dir / "config.yaml", run_dir / "metrics.json", exported_retrieval / "manifest.json"):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~mask), path  # not mkstemp's 0600
