@@ -42,27 +42,33 @@ def _pair_keys(users: np.ndarray, movies: np.ndarray) -> np.ndarray | None:
 def keep_latest_ratings(ratings: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """``(ratings with one row per (user, movie) pair, rows dropped)``: each pair keeps its latest
     rating by timestamp, the later row on equal timestamps. The frame is returned as is (no copy) when
-    there is no duplicate, which is checked by one sort of an int64 key (0.13 s at 10M rows)."""
+    there is no duplicate, which one sort of an int64 key finds (0.3 s at 10M ratings); only the rows of
+    repeated pairs are then ordered by time."""
     users, movies = ratings[S.USER_ID].to_numpy(), ratings[S.MOVIE_ID].to_numpy()
-    key = _pair_keys(users, movies)
-    if key is None:
-        dup = ratings.duplicated([S.USER_ID, S.MOVIE_ID], keep=False).to_numpy()
-        if not dup.any():
-            return ratings, 0
-        key = pd.MultiIndex.from_arrays([users, movies]).factorize()[0].astype(np.int64)
-    else:
-        ordered = np.sort(key)
-        if not (ordered[1:] == ordered[:-1]).any():
-            return ratings, 0
-        del ordered
+
+    def pair_keys() -> np.ndarray:
+        key = _pair_keys(users, movies)
+        if key is None:  # ids too wide to combine: number the pairs instead
+            key = pd.MultiIndex.from_arrays([users, movies]).factorize()[0].astype(np.int64)
+        return key
+
+    ordered = pair_keys()
+    ordered.sort()  # in place: one int64 per rating is the whole extra memory of the check
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if not len(repeated):
+        return ratings, 0
+    key = pair_keys()
+    # Rows of repeated pairs, in file order (a hash look-up: np.isin or searchsorted take 10x longer).
+    involved = np.flatnonzero(pd.Index(repeated).get_indexer(key) >= 0)
     # lexsort is stable: by pair, then timestamp, then file order; the last row of each pair wins.
-    order = np.lexsort((ratings[S.TIMESTAMP].to_numpy(), key))
+    sub = key[involved]
+    order = np.lexsort((ratings[S.TIMESTAMP].to_numpy()[involved], sub))
     last = np.ones(len(order), dtype=bool)
-    last[:-1] = key[order][1:] != key[order][:-1]
-    keep = np.zeros(len(order), dtype=bool)
-    keep[order[last]] = True
-    dropped = int(len(keep) - keep.sum())
-    return ratings.loc[keep].reset_index(drop=True), dropped
+    last[:-1] = sub[order][1:] != sub[order][:-1]
+    keep = np.ones(len(key), dtype=bool)
+    keep[involved[order[~last]]] = False
+    return ratings.loc[keep].reset_index(drop=True), int(len(keep) - keep.sum())
 
 
 def _unknown(ids: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -73,7 +79,7 @@ def _unknown(ids: np.ndarray, known: np.ndarray) -> np.ndarray:
         table = np.zeros(int(max(ids.max(), known.max())) + 1, dtype=bool)
         table[known] = True
         return ~table[ids]
-    return ~np.isin(ids, known)
+    return pd.Index(np.unique(known)).get_indexer(ids) < 0
 
 
 def _drop_unknown(
