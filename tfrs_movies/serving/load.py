@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,9 @@ class Exported:
         self.indexes = [name for name in INDEXES if (self.path / name / "saved_model.pb").is_file()]
         self._user_index = pd.Index(self.users)
         self._movie_index = pd.Index(self.catalogue)
-        self._movies_by_id = self.movies.set_index(S.MOVIE_ID)
+        # Titles and years in catalogue order, for the answers' columns.
+        self._titles = self.movies[S.TITLE].fillna("").astype(str).to_numpy(object)
+        self._years = pd.to_numeric(self.movies[S.YEAR], errors="coerce").to_numpy(np.float64)
         self._models: dict[str, Any] = {}
         # (index, user_id, k, exclude) -> (movie_ids, scores): one known user's index call. The HTTP
         # server replaces it with a micro-batcher that gathers concurrent calls into one search_users.
@@ -188,9 +191,9 @@ class Exported:
     def has_pair_model(self) -> bool:
         return (self.path / "pair" / "saved_model.pb").is_file()
 
-    @property
+    @cached_property
     def ranking_info(self) -> dict[str, Any]:
-        """The ranking export's ``ranking.json`` (output, rerank weight, signatures)."""
+        """The ranking export's ``ranking.json`` (output, rerank weight, signatures), read once."""
         info = self.ranking_path / "ranking.json" if self.ranking_path else None
         return json.loads(info.read_text()) if info is not None and info.is_file() else {}
 
@@ -292,11 +295,11 @@ class Exported:
         return n
 
     def _frame(self, movie_ids: np.ndarray, scores: np.ndarray, stage: str) -> pd.DataFrame:
-        rows = self._movies_by_id.reindex(movie_ids)
+        at = self._movie_index.get_indexer(np.asarray(movie_ids, np.int64))  # -1: not in the catalogue
         return pd.DataFrame({
             S.MOVIE_ID: np.asarray(movie_ids, np.int64),
-            S.TITLE: rows[S.TITLE].fillna("").astype(str).to_numpy(),
-            S.YEAR: pd.array(rows[S.YEAR].to_numpy(), dtype="Int64"),
+            S.TITLE: np.where(at >= 0, self._titles[at], ""),
+            S.YEAR: pd.array(np.where(at >= 0, self._years[at], np.nan), dtype="Int64"),
             "score": np.asarray(scores, np.float64),
             "stage": stage,
         })  # fmt: skip
