@@ -30,6 +30,7 @@ summaries from the resumed epoch on are removed before training continues (:func
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -49,7 +50,7 @@ from tfrs_movies.evaluation.ranking import FullRankingEvaluator
 from tfrs_movies.models.tasks import GlobalBatchLoss
 from tfrs_movies.training import distribute as D
 
-CHECKPOINTS = "checkpoints"  # <run_dir>/checkpoints
+CHECKPOINTS = "checkpoints"  # <run_dir>/checkpoints/<model>-<config digest> (checkpoint_folder)
 KEEP_CHECKPOINTS = 2
 # The Keras TensorBoard callback's writers (epoch summaries at step = epoch index).
 TENSORBOARD_RUNS = ("train", "validation")
@@ -316,6 +317,13 @@ class Checkpointing(tf.keras.callbacks.Callback):
         self._save(epoch + 1, 0)
 
 
+def checkpoint_folder(recommender: Any) -> str:
+    """``<model name>-<digest of its config>``: one folder per model trained in a run (a hybrid's
+    components each have theirs), the same for the same config run again."""
+    text = json.dumps(recommender.config, sort_keys=True, default=str)
+    return f"{recommender.name}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
+
+
 def truncate_events(logdir: str | Path, first_step: int) -> None:
     """Drop the summaries at ``step >= first_step`` from the Keras TensorBoard event files under
     ``logdir`` (its ``train`` and ``validation`` runs): what a killed run wrote for the epochs that are
@@ -377,12 +385,13 @@ def fit_keras(
             out = stack.enter_context(D.write_dir(run_dir, strategy))
             every = [*callbacks, *(extra_callbacks or [])]
             stoppers = [c for c in every if isinstance(c, ValidationEarlyStopping)]
+            folder = Path(CHECKPOINTS) / checkpoint_folder(recommender)
             checkpointing = Checkpointing(
-                recommender.model, stoppers, Path(run_dir) / CHECKPOINTS, Path(out) / CHECKPOINTS,
+                recommender.model, stoppers, Path(run_dir) / folder, Path(out) / folder,
                 cfg.get("checkpoint_every", 0),
             )  # fmt: skip
             checkpointing.restore(epochs)
-            if checkpointing.resumed:
+            if checkpointing.resumed and not checkpointing.over(epochs):
                 truncate_events(Path(out) / "tensorboard", checkpointing.epoch)
             logdir = str(Path(out) / "tensorboard")  # a resumed run's graph is already there
             graph = not checkpointing.resumed
