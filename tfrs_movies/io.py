@@ -39,11 +39,18 @@ def temporary_sibling(path: str | Path, kind: str = "tmp") -> Path:
     return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}"
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any writer thread runs
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 def _readable_mode() -> int:
     """0666 less the process umask: what ``open`` would give a new file (mkstemp gives 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_UMASK
 
 
 @contextmanager
