@@ -196,3 +196,39 @@ def test_a_hybrids_components_keep_their_own_checkpoints(tmp_path, monkeypatch):
     resumed = run(load_config(None, {**overrides, "run_dir": str(tmp_path / "b")}), "valid", lambda _: None)
     figures = [{k: v for k, v in r.metrics.items() if k != "train_seconds"} for r in (straight, resumed)]
     assert figures[0] == figures[1]
+
+
+@pytest.mark.slow
+def test_a_killed_tuning_reuses_finished_trials_and_resumes_the_running_one(tmp_path, monkeypatch, capsys):
+    from tfrs_movies.config import load_config
+    from tfrs_movies.training import fit
+    from tfrs_movies.tuning.grid import SearchSpace
+    from tfrs_movies.tuning.runner import TuneOptions, tune
+    from tfrs_movies.tuning.store import TuningDir
+
+    base = load_config(None, ["data.name=synthetic", "data.synthetic.users=80", "data.synthetic.movies=60",
+                              "data.synthetic.ratings=3000", "train.verbose=0", "train.epochs=2",
+                              "train.batch_size=128"])  # fmt: skip
+    space = SearchSpace(axes={"model.embedding_dim": [4, 8]}, fixed={"model.name": "retrieval"})
+    options = {"metric": "recall@10", "final_test": False}
+    tune(base, space, TuneOptions(tmp_path / "straight", **options), say=lambda _: None)
+    save, saves = fit.Checkpointing._save, []
+
+    def save_then_die(self, epoch, step):
+        save(self, epoch, step)
+        saves.append((epoch, step))
+        if len(saves) == 3:  # the second trial's first epoch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit.Checkpointing, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tune(base, space, TuneOptions(tmp_path / "killed", **options), say=lambda _: None)
+    monkeypatch.setattr(fit.Checkpointing, "_save", save)
+    finished = TuningDir(tmp_path / "killed").finished()
+    assert len(finished) == 1
+    capsys.readouterr()
+    again = tune(base, space, TuneOptions(tmp_path / "killed", **options), say=lambda _: None)
+    assert again.reused == 1 and len(again.ran) == 1
+    assert "resumed from checkpoint" in capsys.readouterr().out
+    straight = {r["trial_id"]: r["valid"] for r in TuningDir(tmp_path / "straight").records()}
+    assert {r["trial_id"]: r["valid"] for r in TuningDir(tmp_path / "killed").records()} == straight
