@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import scipy.sparse as sp
 import tensorflow as tf
 
 from tfrs_movies.models.autoencoders.rows import (
@@ -215,7 +216,7 @@ class RecVAERecommender(RowAutoencoderRecommender):
         network.decoder_optimizer.build(network.output_layer.trainable_variables)
         return network
 
-    def _batches(self) -> tf.data.Dataset:
+    def _batches(self, rows: sp.csr_matrix) -> tf.data.Dataset:
         """One Keras epoch: ``encoder_epochs`` then ``decoder_epochs`` shuffled passes over the users,
         each batch tagged with its phase; the first decoder batch also syncs the prior."""
         p = self.params
@@ -225,5 +226,5 @@ class RecVAERecommender(RowAutoencoderRecommender):
         def tag(index: tf.Tensor, rows: tf.Tensor) -> dict[str, tf.Tensor]:
             return {ROWS: rows, DECODER_PHASE: index >= switch, SYNC_PRIOR: tf.equal(index, switch)}
 
-        passes = self._user_batches().repeat(p.encoder_epochs + p.decoder_epochs)
+        passes = self._user_batches(rows).repeat(p.encoder_epochs + p.decoder_epochs)
         return passes.enumerate().map(tag).prefetch(tf.data.AUTOTUNE)

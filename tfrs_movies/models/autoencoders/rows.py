@@ -9,7 +9,10 @@ then to logits ``h W + b`` (B, N) through one linear output layer; a movie's sco
 - Training: batches of users, their rows densified in the input pipeline from the sparse table; the
   batch is ``min(train.batch_size, ceil(users / params.epoch_batches))`` so that a small dataset still
   gets ``epoch_batches`` steps per epoch while a large one uses ``train.batch_size`` (500 in the papers);
-  epochs are chosen by ``train.early_stopping`` on the validation split (best weights restored).
+  epochs are chosen by ``train.early_stopping`` on the validation split (best weights restored). With
+  ``params.refit`` the network is then trained afresh on train + validation for that many epochs, as
+  the runner refits models without early stopping on every training rating (so do not measure a
+  refitted model on its own validation split: it has trained on it).
 - Fold-in: scoring any row is one forward pass, so a known user's current row, or a watched list given
   by :meth:`RowAutoencoderRecommender.score_histories`, is scored without retraining. A user with no
   row at all (unknown to train, or an empty list) gets the network's answer to an empty row: every
@@ -31,7 +34,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from tfrs_movies import schema as S
-from tfrs_movies.evaluation.ranking import rows_per_block
+from tfrs_movies.evaluation.ranking import interaction_matrix, rows_per_block
 from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.mf import make_optimizer
 from tfrs_movies.models.serving_parts import SeenRows, ServingParts
@@ -115,11 +118,13 @@ def check_at_least(params: ModelParams, low: float, *keys: str) -> None:
 @dataclass(frozen=True)
 class AutoencoderParams(ModelParams):
     """Settings every user-row autoencoder shares: the ``latent`` code's width, the input dropout rate,
-    and ``epoch_batches``, the fewest batches of users an epoch has (see the module docstring)."""
+    ``epoch_batches``, the fewest batches of users an epoch has, and ``refit`` (see the module
+    docstring)."""
 
     latent: int = 200
     input_dropout: float = 0.5
     epoch_batches: int = 16
+    refit: bool = False
 
     def validate(self) -> None:
         check_at_least(self, 1, "latent", "epoch_batches")
@@ -155,9 +160,9 @@ class RowAutoencoderRecommender(Recommender):
     def steps_per_epoch(self) -> int:
         return math.ceil(max(int(self.seen.shape[0]), 1) / self.batch_users())
 
-    def _user_batches(self) -> tf.data.Dataset:
-        """Shuffled batches of train users' dense rows (B, N), reshuffled every pass."""
-        seen = self.seen.tocsr()
+    def _user_batches(self, rows: sp.csr_matrix) -> tf.data.Dataset:
+        """Shuffled batches of the users' dense rows (B, N) of ``rows``, reshuffled every pass."""
+        seen = rows.tocsr()
         columns = tf.RaggedTensor.from_row_splits(seen.indices.astype(np.int64), seen.indptr.astype(np.int64))
         n_users, n_items = seen.shape
         return (
@@ -167,9 +172,9 @@ class RowAutoencoderRecommender(Recommender):
             .map(lambda users: densify(tf.gather(columns, users), n_items))
         )
 
-    def _batches(self) -> tf.data.Dataset:
-        """What one Keras epoch feeds ``train_step``: ``{ROWS: (B, N)}`` per batch."""
-        return self._user_batches().map(lambda rows: {ROWS: rows}).prefetch(tf.data.AUTOTUNE)
+    def _batches(self, rows: sp.csr_matrix) -> tf.data.Dataset:
+        """What one Keras epoch feeds ``train_step``: ``{ROWS: (B, N)}`` per batch of ``rows``."""
+        return self._user_batches(rows).map(lambda rows: {ROWS: rows}).prefetch(tf.data.AUTOTUNE)
 
     def _fit(
         self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any
@@ -178,7 +183,15 @@ class RowAutoencoderRecommender(Recommender):
 
         tf.keras.utils.set_random_seed(self.config["seed"])
         self.model = self._build_network()
-        self.history = fit_keras(self, self._batches(), train, valid, **kwargs)
+        self.history = fit_keras(self, self._batches(self.seen), train, valid, **kwargs)
+        best = self.history.get("best_epoch")
+        if self.params.refit and valid is not None and len(valid) and best:
+            full = pd.concat([train, valid], ignore_index=True)
+            rows = interaction_matrix(full, self.users, self.catalogue)
+            tf.keras.utils.set_random_seed(self.config["seed"])
+            self.model = self._build_network()
+            refit = fit_keras(self, self._batches(rows), full, None, epochs=best[0], **kwargs)
+            self.history = {**self.history, **{f"refit_{k}": v for k, v in refit.items()}}
 
     # ----- scoring --------------------------------------------------------------------------------
     def _logits(self, rows: sp.csr_matrix) -> np.ndarray:
