@@ -231,6 +231,7 @@ class Checkpointing(tf.keras.callbacks.Callback):
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(write_to), KEEP_CHECKPOINTS)
         self._skip = tf.Variable(0, dtype=tf.int64, trainable=False)  # batches to skip (a part-done epoch)
         self._epoch_offset = 0  # steps of the current epoch done before this process
+        self._steps: int | None = None  # steps per epoch, when the data says
 
     def restore(self, epochs: int) -> None:
         """Load the latest checkpoint of ``read_from`` if there is one (and say so in one line)."""
@@ -263,6 +264,8 @@ class Checkpointing(tf.keras.callbacks.Callback):
         """
         model = self.keras_model
         callbacks = [*callbacks, self]
+        cardinality = int(data.cardinality().numpy())
+        self._steps = cardinality if cardinality >= 0 else None
         if self.step and not self.over(epochs):
             for _ in range(self.epoch + 1):
                 iter(data)  # one seed draw of the shuffle per iterator made
@@ -301,8 +304,12 @@ class Checkpointing(tf.keras.callbacks.Callback):
         self._manager.save(checkpoint_number=epoch * 1_000_000_000 + step)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.every > 0 and (self._epoch_offset + batch + 1) % self.every == 0:
-            self._save(self.epoch, self._epoch_offset + batch + 1)
+        done = self._epoch_offset + batch + 1
+        # Not at an epoch's last step: the epoch-end checkpoint follows (after validation), and a
+        # checkpoint with every step done but the epoch's end not would resume into an empty epoch.
+        steps = self._steps or (self.params or {}).get("steps")
+        if self.every > 0 and done % self.every == 0 and (steps is None or done < steps):
+            self._save(self.epoch, done)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
