@@ -190,7 +190,9 @@ class RowAutoencoderRecommender(Recommender):
             rows = interaction_matrix(full, self.users, self.catalogue)
             tf.keras.utils.set_random_seed(self.config["seed"])
             self.model = self._build_network()
-            refit = fit_keras(self, self._batches(rows), full, None, epochs=best[0], **kwargs)
+            # No run directory: its checkpoints are the first fit's (same model and config), which a
+            # second fit there would resume as already over instead of training.
+            refit = fit_keras(self, self._batches(rows), full, None, epochs=best[0])
             self.history = {**self.history, **{f"refit_{k}": v for k, v in refit.items()}}
 
     # ----- scoring --------------------------------------------------------------------------------
