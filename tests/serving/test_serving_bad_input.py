@@ -100,3 +100,16 @@ def test_an_unknown_user_gets_the_cold_start_and_an_unknown_movie_one_line(expor
         served.similar(10**9, 5)
     assert main(["--model", str(exported_retrieval), "--user", "abc"]) == 2
     assert "ids are integers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content, words", [(b"1\n\xff\xfe\n", "not UTF-8 text (byte 0xff)"), (b"\n\n", "no user ids")]
+)
+def test_a_users_file_that_is_not_text_or_empty_is_one_line(
+    exported_retrieval, tmp_path, content, words, capsys
+):
+    path = tmp_path / "users.csv"
+    path.write_bytes(content)
+    assert main(["--model", str(exported_retrieval), "--users-file", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: users file") and words in err and "\n" not in err

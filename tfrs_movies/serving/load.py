@@ -684,7 +684,12 @@ def read_user_ids(path: str | Path) -> list[str]:
         lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     except OSError as err:
         raise ServingError(f"cannot read users file {path}: {err.strerror}") from None
-    if lines and "user_id" in lines[0].split(","):
+    except UnicodeDecodeError as err:
+        byte = err.object[err.start]
+        raise ServingError(f"users file {path} is not UTF-8 text (byte 0x{byte:02x})") from None
+    if not lines:
+        raise ServingError(f"users file {path} holds no user ids")
+    if "user_id" in lines[0].split(","):
         return pd.read_csv(path, dtype=str)["user_id"].dropna().str.strip().tolist()
     return lines
 
