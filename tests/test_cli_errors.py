@@ -42,7 +42,7 @@ def no_data(monkeypatch):
     [
         (["--model", "nosuch"], "model.name"),
         (["--set", "train.early_stopping.metric=foo@10"], "train.early_stopping.metric"),
-        (["--set", "train.early_stopping.metric=auc"], "train.early_stopping.metric"),
+        (["--set", "train.early_stopping.metric=rmse"], "train.early_stopping.metric"),  # retrieval
         (["--model", "mf", "--set", "model.params.bogus=1"], "model.params.bogus"),
         (["--set", "seed=-1"], "seed"),
         (["--set", "eval.ks=[0]"], "eval.ks"),
@@ -66,6 +66,18 @@ def test_config_errors_stop_before_data_and_leave_no_run_dir(args, key, no_data,
     assert main([*args, "--run-dir", str(run_dir)]) == 2
     assert key in _one_error_line(capsys)
     assert not run_dir.exists()
+
+
+def test_every_shipped_config_passes_the_checks_made_before_data_loads():
+    """The names each config refers to exist and fit (model, its params, the early-stopping metric)."""
+    from pathlib import Path
+
+    from tfrs_movies.config import check_names, load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) > 10
+    for path in configs:
+        check_names(load_config(path))
 
 
 @pytest.mark.parametrize(

@@ -289,16 +289,17 @@ def check_names(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"config key 'model.name': unknown model {name!r}; registered: {', '.join(model_names())}"
         ) from None
-    model_class.resolve_params(dict(config))
+    model = model_class(dict(config))  # checks model.params (and what a model checks when built): cheap
     metric = config["train"]["early_stopping"]["metric"]
     try:
-        kind = M.metric(metric).kind
+        M.metric(metric)  # a name of the metric table (a model may watch its own, e.g. a classifier's auc)
     except ValueError as err:
         raise ConfigError(f"config key 'train.early_stopping.metric': {err}") from None
-    if kind != M.TOP_N and metric not in M.RATING_METRICS:
+    early_stops = model.uses_validation and config["data"]["split"]["validation_fraction"] > 0
+    if metric in M.RATING_METRICS and early_stops and not model.predicts_ratings:
         raise ConfigError(
-            f"config key 'train.early_stopping.metric' must be a top-N metric (e.g. recall@20) or one of "
-            f"{list(M.RATING_METRICS)}, got {metric!r}"
+            f"config key 'train.early_stopping.metric' {metric!r} needs a model that predicts ratings; "
+            f"{name!r} does not (use a top-N metric such as recall@20)"
         )
 
 
