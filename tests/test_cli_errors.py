@@ -213,6 +213,8 @@ def test_download_error_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(download_module, "download", offline)
     assert data_main(["download", "ml-100k", "--data-dir", str(tmp_path)]) == 1
     assert "Name or service not known" in _one_error_line(capsys)
+    assert download_module.main(["ml-100k", "--data-dir", str(tmp_path)]) == 1  # its own entry point
+    assert "Name or service not known" in _one_error_line(capsys)
     with pytest.raises(SystemExit) as usage:  # an unknown name is a usage error (argparse: status 2)
         data_main(["download", "ml-nosuch"])
     assert usage.value.code == 2

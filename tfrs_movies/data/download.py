@@ -376,8 +376,11 @@ def _check_gzip(path: Path, url: str) -> None:
             )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m tfrs_movies.data.download NAME [--data-dir data] [--force] [--base-url URL]``."""
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tfrs_movies.data.download NAME [--data-dir data] [--force] [--base-url URL]``; an error
+    is one line, exit status 1 (``--debug``: with the traceback)."""
+    from tfrs_movies.cli import add_debug_flag, guarded
+
     parser = argparse.ArgumentParser(
         prog="python -m tfrs_movies.data.download", description=__doc__.split("\n")[0]
     )
@@ -389,8 +392,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         path = download(
             args.name,
             args.data_dir,
@@ -399,10 +404,11 @@ def main(argv: list[str] | None = None) -> None:
             timeout=args.timeout,
             progress=not args.quiet,
         )
-    except DownloadError as err:
-        parser.exit(1, f"error: {err}\n")
-    print(path)
+        print(path)
+        return 0
+
+    return guarded(body, args.debug)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
