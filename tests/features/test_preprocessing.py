@@ -51,3 +51,27 @@ def test_tf_data_pipeline_batches_dicts_and_is_seeded(tiny_world):
     again = next(iter(make_dataset(features, batch_size=32, shuffle=True, seed=1)))
     assert (first[S.MOVIE_ID].numpy() == again[S.MOVIE_ID].numpy()).all()
     assert sum(int(b[S.RATING].shape[0]) for b in ds) == 100
+
+
+def test_a_large_vocabulary_is_not_tracked_item_by_item():
+    """Keras walks a model's tracked structures whenever it collects its layers (every batch, for the
+    progress bar): a vocabulary held as a list made that walk as long as the vocabulary."""
+    import collections
+
+    import tensorflow as tf
+
+    from tfrs_movies.features.preprocessing import genre_multi_hot, id_lookup
+    from tfrs_movies.features.side import lookup_tables
+
+    ids = np.arange(20_000)
+    table_lookup, _ = lookup_tables(ids, {"year": np.zeros(len(ids), np.float32)})
+    model = tf.keras.Sequential([tf.keras.layers.Input((), dtype=tf.string), id_lookup(ids)])
+    model.extra = [table_lookup, genre_multi_hot(["Drama", "Comedy"])]
+    visited, queue = 0, collections.deque(model._self_tracked_trackables)
+    while queue:
+        item = queue.popleft()
+        visited += 1
+        queue.extend(getattr(item, "_self_tracked_trackables", None) or getattr(item, "_values", None) or [])
+    assert visited < 200
+    expected = sorted(str(i) for i in ids).index("5") + 1  # sorted as strings; 0 is out of vocabulary
+    assert model(tf.constant(["5", "nope"])).numpy().tolist() == [expected, 0]

@@ -30,8 +30,11 @@ def ids_as_strings(values: Iterable) -> np.ndarray:
 
 
 def id_lookup(vocabulary: Iterable, name: str | None = None) -> tf.keras.layers.StringLookup:
-    """``StringLookup`` mapping ids to 1..n, and anything unseen to the OOV index 0."""
-    vocab = sorted(set(ids_as_strings(vocabulary)))
+    """``StringLookup`` mapping ids to 1..n, and anything unseen to the OOV index 0.
+
+    The vocabulary goes in as an array: a Python list would be tracked by Keras as a structure of n
+    items, walked each time the model's layers are collected (every batch, by the progress bar)."""
+    vocab = np.array(sorted(set(ids_as_strings(vocabulary))), dtype=object)
     return tf.keras.layers.StringLookup(vocabulary=vocab, mask_token=None, num_oov_indices=1, name=name)
 
 
@@ -54,7 +57,11 @@ def numeric_normalizer(values: Sequence[float], name: str | None = None) -> tf.k
 def genre_multi_hot(genres: Sequence[str], name: str | None = None) -> tf.keras.layers.StringLookup:
     """Multi-hot encoder: a ragged/padded batch of genre names -> (batch, len(genres)) 0/1 floats."""
     return tf.keras.layers.StringLookup(
-        vocabulary=list(genres), mask_token="", num_oov_indices=0, output_mode="multi_hot", name=name
+        vocabulary=np.array(list(genres), dtype=object),
+        mask_token="",
+        num_oov_indices=0,
+        output_mode="multi_hot",
+        name=name,
     )
 
 

@@ -323,10 +323,10 @@ def _rows(ids: np.ndarray, table: dict[str, np.ndarray], wanted: np.ndarray, id_
 def lookup_tables(ids: np.ndarray, table: dict[str, np.ndarray]):
     """``(StringLookup over ids, {column: tensor})``: row 0 of each tensor is the unknown-id default.
 
-    Build fresh ones for a SavedModel: a space's own cache may hold graph tensors of a tf.data map."""
-    lookup = tf.keras.layers.StringLookup(
-        vocabulary=list(ids_as_strings(ids)), num_oov_indices=1, mask_token=None
-    )
+    Build fresh ones for a SavedModel (it tracks what its functions capture). The vocabulary is an
+    array, never a list: Keras tracks a list as a structure it walks whenever it collects the model's
+    layers (every batch, for the progress bar), 0.2 s a step with 480,189 users."""
+    lookup = tf.keras.layers.StringLookup(vocabulary=ids_as_strings(ids), num_oov_indices=1, mask_token=None)
     defaults = unknown_defaults(table)
     # Row 0 is the unknown-id default (StringLookup's OOV index), rows 1.. follow ``ids``.
     tensors = {

@@ -65,7 +65,7 @@ class MovieEncoder(tf.keras.layers.Layer):
                  **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.lookup = tf.keras.layers.StringLookup(
-            vocabulary=list(ids_as_strings(movies)), mask_token=None, num_oov_indices=1
+            vocabulary=ids_as_strings(movies), mask_token=None, num_oov_indices=1
         )
         regularizer = tf.keras.regularizers.l2(l2) if l2 > 0 else None
         self.embedding = tf.keras.layers.Embedding(len(movies) + 1, dim, embeddings_regularizer=regularizer)

@@ -95,7 +95,7 @@ class SequenceModel(tfrs.Model):
         self.pair_head = pair_head
         self.catalogue = tf.constant(ids_as_strings(catalogue))
         self.position = tf.keras.layers.StringLookup(
-            vocabulary=list(ids_as_strings(catalogue)), mask_token=None, num_oov_indices=1
+            vocabulary=ids_as_strings(catalogue), mask_token=None, num_oov_indices=1
         )
         self.temperature = float(temperature or 1.0)
         self.retrieval_weight = retrieval_weight

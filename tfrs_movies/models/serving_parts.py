@@ -32,7 +32,7 @@ from tfrs_movies.features.preprocessing import ids_as_strings
 def id_lookup(ids: np.ndarray) -> tf.keras.layers.StringLookup:
     """Raw id strings -> 1 + their position in ``ids``; 0 for an unknown id."""
     return tf.keras.layers.StringLookup(
-        vocabulary=list(ids_as_strings(np.asarray(ids))), num_oov_indices=1, mask_token=None
+        vocabulary=ids_as_strings(np.asarray(ids)), num_oov_indices=1, mask_token=None
     )
 
 

@@ -79,7 +79,9 @@ class BagEmbedding(tf.keras.layers.Layer):
     def __init__(self, vocabulary: Iterable, dim: int, l2: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         vocab = sorted({str(v) for v in vocabulary} - {""})
-        self.lookup = tf.keras.layers.StringLookup(vocabulary=vocab, mask_token="", num_oov_indices=1)
+        self.lookup = tf.keras.layers.StringLookup(
+            vocabulary=np.array(vocab, dtype=object), mask_token="", num_oov_indices=1
+        )  # an array, not a list: see id_lookup
         regularizer = tf.keras.regularizers.l2(l2) if l2 > 0 else None
         self.embedding = tf.keras.layers.Embedding(len(vocab) + 2, dim, embeddings_regularizer=regularizer)
 
