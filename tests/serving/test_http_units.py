@@ -5,19 +5,20 @@ tiny SavedModel (row and columnar formats, scalars, strings, one or several outp
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfrs_movies.serving.http import tf_serving
-from tfrs_movies.serving.http.batching import MicroBatcher
+from tfrs_movies.serving.http.batching import MicroBatcher, predict_many, predictor, search_many, searcher
 
 
-def fake_search_many(calls: list):
+def fake_search_users(calls: list):
     """Each user's answer is ids user*100 + 0..k-1 (minus the excluded), so answers are checkable."""
 
-    def search_many(index, user_ids, k, excludes):
+    def search_users(index, user_ids, k, excludes):
         calls.append((index, list(user_ids), k))
         out = []
         for user, exclude in zip(user_ids, excludes, strict=True):
@@ -27,44 +28,78 @@ def fake_search_many(calls: list):
             out.append((ids[:k], -np.arange(k, dtype=np.float64)))
         return out
 
-    return search_many
+    return search_users
 
 
-def test_concurrent_searches_are_batched_and_each_gets_its_own_answer():
-    calls: list = []
-    batcher = MicroBatcher(fake_search_many(calls), max_batch=16, max_wait_s=0.05)
-    results: dict[int, tuple] = {}
-    barrier = threading.Barrier(12)
+def run_together(n: int, work) -> None:
+    barrier = threading.Barrier(n)
 
-    def one(user: int) -> None:
+    def one(i: int) -> None:
         barrier.wait()
-        index = "scann" if user % 2 else "brute_force"
-        results[user] = batcher.search(index, user, 1 + user % 5, [str(user * 100)])
+        work(i)
 
-    threads = [threading.Thread(target=one, args=(u,)) for u in range(1, 13)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(1, n + 1)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=10)
+
+
+def test_concurrent_searches_are_batched_and_each_gets_its_own_answer():
+    calls: list = []
+    batcher = MicroBatcher(search_many(fake_search_users(calls)), max_batch=16, max_wait_s=0.05)
+    batcher._last = 2  # as under concurrent load: the batcher waits for others to join
+    search = searcher(batcher)
+    results: dict[int, tuple] = {}
+
+    def one(user: int) -> None:
+        results[user] = search("scann" if user % 2 else "brute_force", user, 1 + user % 5, [str(user * 100)])
+
+    run_together(12, one)
     batcher.close()
     assert sorted(results) == list(range(1, 13))
     for user, (ids, scores) in results.items():
         k = 1 + user % 5
         assert ids.tolist() == list(range(user * 100 + 1, user * 100 + 1 + k)) and len(scores) == k
-    assert len(calls) < 12 and batcher.stats.largest > 1 and batcher.stats.searches == 12
+    assert len(calls) < 12 and batcher.stats.largest > 1 and batcher.stats.requests == 12
     assert all(len({u % 2 for u in users}) == 1 for _, users, _ in calls)  # one index per call
 
 
-def test_a_failed_call_fails_its_searches_and_the_batcher_goes_on():
-    def broken(index, user_ids, k, excludes):
-        if 13 in user_ids:
+def test_ranking_calls_are_batched_into_one_predict_many():
+    calls: list = []
+
+    def predict_pairs(pairs):
+        calls.append(len(pairs))
+        return [np.asarray(movies, np.float64) + user for user, movies in pairs]
+
+    batcher = MicroBatcher(predict_many(predict_pairs), max_batch=16, max_wait_s=0.05)
+    batcher._last = 2
+    predict = predictor(batcher)
+    results: dict[int, np.ndarray] = {}
+    run_together(8, lambda user: results.__setitem__(user, predict(user, np.arange(user))))
+    batcher.close()
+    assert all(results[u].tolist() == (np.arange(u) + u).tolist() for u in range(1, 9))
+    assert len(calls) < 8 and sum(calls) == 8
+
+
+def test_a_lone_request_does_not_wait():
+    batcher = MicroBatcher(lambda key, requests: requests, max_batch=16, max_wait_s=1.0)
+    start = time.monotonic()
+    assert batcher.submit("k", 5) == 5
+    assert time.monotonic() - start < 0.5
+    batcher.close()
+
+
+def test_a_failed_call_fails_its_requests_and_the_batcher_goes_on():
+    def broken(key, requests):
+        if 13 in requests:
             raise ValueError("boom")
-        return [(np.array([u]), np.array([1.0])) for u in user_ids]
+        return requests
 
     batcher = MicroBatcher(broken, max_batch=4, max_wait_s=0.0)
     with pytest.raises(ValueError, match="boom"):
-        batcher.search("scann", 13, 1, [])
-    assert batcher.search("scann", 7, 1, [])[0].tolist() == [7]
+        batcher.submit("k", 13)
+    assert batcher.submit("k", 7) == 7
     batcher.close()
     with pytest.raises(ValueError):
         MicroBatcher(broken, max_batch=0)

@@ -154,6 +154,8 @@ class Exported:
         self.user_search: Callable[[str, int, int, list[str]], tuple[np.ndarray, np.ndarray]] = (
             lambda index, user_id, k, exclude: self.search_users(index, [user_id], k, [exclude])[0]
         )
+        # (user_id, movie_ids) -> the ranking stage's predictions; the server batches it the same way.
+        self.user_predict: Callable[[int, np.ndarray], np.ndarray] = self.predict
         self.ranking_path = self._find_ranking(ranking)
 
     def _find_ranking(self, ranking: str | Path | None) -> Path | None:
@@ -375,20 +377,26 @@ class Exported:
     def predict(self, user_id: Any, movie_ids: Any) -> np.ndarray:
         """The ranking model's prediction (``ranking_output``: rating or probability) for one user and
         each of ``movie_ids``."""
+        return self.predict_many([(user_id, movie_ids)])[0]
+
+    def predict_many(self, pairs: list[tuple[Any, Any]]) -> list[np.ndarray]:
+        """:meth:`predict` for several ``(user_id, movie_ids)`` pairs in one ranking call."""
         if not self.has_ranking:
             raise ServingError(f"{self.path} has no ranking model (export a multitask run, or give one)")
         import tensorflow as tf
 
-        uid = _parse_id(user_id, "user")
-        movies = [str(_parse_id(m, "movie")) for m in np.atleast_1d(movie_ids)]
+        users, movies, sizes = [], [], []
+        for user_id, movie_ids in pairs:
+            ids = [str(_parse_id(m, "movie")) for m in np.atleast_1d(movie_ids)]
+            users += [str(_parse_id(user_id, "user"))] * len(ids)
+            movies += ids
+            sizes.append(len(ids))
         serve = self._load("ranking", self.ranking_path).signatures["serving_default"]
         try:
-            out = serve(
-                user_id=tf.constant([str(uid)] * len(movies)), movie_id=tf.constant(movies, tf.string)
-            )
+            out = serve(user_id=tf.constant(users, tf.string), movie_id=tf.constant(movies, tf.string))
         except Exception as err:  # noqa: BLE001
             raise ServingError(f"the ranking model failed: {_first_line(err)}") from None
-        return out["score"].numpy().astype(np.float64)
+        return np.split(out["score"].numpy().astype(np.float64), np.cumsum(sizes)[:-1])
 
     def recommend(
         self, user_id: Any, k: int = 10, index: str | None = None, include_seen: bool = False,
@@ -420,7 +428,7 @@ class Exported:
         n = self._check_candidates(candidates, k)
         weight = self._rerank_weight(rerank_weight)
         ids, scores = self.user_search(index, uid, n, exclude)
-        predicted = self.predict(uid, ids)
+        predicted = self.user_predict(uid, ids)
         blended = blend_stages(scores, predicted, weight)
         order = np.argsort(-blended, kind="stable")[:k]  # ties keep the retrieval order
         frame = self._frame(ids[order], blended[order], "ranking")

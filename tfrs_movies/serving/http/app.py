@@ -47,7 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import tfrs_movies
 from tfrs_movies import schema as S
 from tfrs_movies.serving.http import tf_serving
-from tfrs_movies.serving.http.batching import MicroBatcher
+from tfrs_movies.serving.http.batching import MicroBatcher, predict_many, predictor, search_many, searcher
 from tfrs_movies.serving.load import AGGREGATIONS, INDEXES, Exported, Recommendations, ServingError
 
 log = logging.getLogger("tfrs_movies.serve")
@@ -214,12 +214,17 @@ def _page() -> str:
     return resources.files("tfrs_movies.serving.http").joinpath("static/index.html").read_text("utf-8")
 
 
-def _search_batched(exported: Exported, settings: ServerSettings) -> MicroBatcher | None:
+def install_batching(exported: Exported, settings: ServerSettings) -> dict[str, MicroBatcher]:
+    """Micro-batch ``exported``'s index searches and (with a ranking model) its ranking stage."""
     if settings.micro_batch <= 1:
-        return None
-    batcher = MicroBatcher(exported.search_users, settings.micro_batch, settings.max_wait_ms / 1e3)
-    exported.user_search = batcher.search
-    return batcher
+        return {}
+    wait = settings.max_wait_ms / 1e3
+    batchers = {"index": MicroBatcher(search_many(exported.search_users), settings.micro_batch, wait)}
+    exported.user_search = searcher(batchers["index"])
+    if exported.has_ranking:
+        batchers["ranking"] = MicroBatcher(predict_many(exported.predict_many), settings.micro_batch, wait)
+        exported.user_predict = predictor(batchers["ranking"])
+    return batchers
 
 
 def warm_up(exported: Exported) -> None:
@@ -234,20 +239,20 @@ def warm_up(exported: Exported) -> None:
 def create_app(exported: Exported, settings: ServerSettings | None = None) -> FastAPI:
     """The API over ``exported`` (module docstring); micro-batching is installed on ``exported``."""
     settings = settings or ServerSettings()
-    batcher = _search_batched(exported, settings)
+    batchers = install_batching(exported, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         yield
-        if batcher is not None:
+        for batcher in batchers.values():
             batcher.close()
 
     app = FastAPI(
         title="tfrs_movies", description="Movie recommendations from a tfrs_movies export.",
         version=tfrs_movies.__version__, lifespan=lifespan,
     )  # fmt: skip
-    app.state.exported, app.state.batcher = exported, batcher
+    app.state.exported, app.state.batchers = exported, batchers
     page = _page()
     titles = exported.movies[S.TITLE].fillna("").astype(str).str.lower()
 
@@ -287,7 +292,7 @@ def create_app(exported: Exported, settings: ServerSettings | None = None) -> Fa
             "users": int(len(exported.users)),
             "ranking": exported.has_ranking, "k_max": exported.k_max,
             "explain": "explain" in exported.saved_model_names,
-            "micro_batching": None if batcher is None else asdict(batcher.stats),
+            "micro_batching": {name: asdict(batcher.stats) for name, batcher in batchers.items()},
         })  # fmt: skip
 
     def _recommend_one(user_id, k, index, include_seen, candidates, explain, features=None) -> dict:
