@@ -101,15 +101,18 @@ def test_stale_temporaries_by_pid_and_legacy_names_by_age(tmp_path):
     cache.write_bytes(b"PAR1")
     legacy = tmp_path / ".export.tmp-0123abcd"  # before pids were in the names: by age
     legacy.mkdir()
+    part = tmp_path / ".ml-100k.zip.k2j4h_8a.part"  # an earlier version's download part
+    part.write_bytes(b"PK")
     live = tmp_path / f".model.tmp-{os.getpid()}-0123abcd"
     live.mkdir()
     data = tmp_path / ".cache"  # not a temporary
     data.mkdir()
     assert sorted(io.remove_stale_temporaries(tmp_path)) == sorted([export, cache])
-    assert legacy.exists() and live.exists() and data.exists()
+    assert legacy.exists() and part.exists() and live.exists() and data.exists()
     old = os.stat(legacy).st_mtime - 2 * io.LEGACY_AGE_S
-    os.utime(legacy, (old, old))
-    assert io.remove_stale_temporaries(tmp_path) == [legacy]
+    for path in (legacy, part):
+        os.utime(path, (old, old))
+    assert sorted(io.remove_stale_temporaries(tmp_path)) == sorted([legacy, part])
 
 
 def test_parquet_cache_writer_cleans_a_killed_writers_part_and_a_fault_leaves_nothing(tmp_path):

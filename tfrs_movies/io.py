@@ -26,7 +26,7 @@ import numpy as np
 # the target's suffix (so a writer that picks its format from the name, e.g. savefig, still can).
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}(?:\.[A-Za-z0-9]+)?$")
 # Temporaries of earlier versions (no pid in the name): removed once older than LEGACY_AGE_S.
-_LEGACY = re.compile(r"^\..+\.(?:(?:tmp|old)-[0-9a-f]{8}|[A-Za-z0-9_]{8}\.tmp)$")
+_LEGACY = re.compile(r"^\..+\.(?:(?:tmp|old)-[0-9a-f]{8}|[A-Za-z0-9_]{8}\.(?:tmp|part))$")
 LEGACY_AGE_S = 3600.0
 # A temporary older than this is stale whatever its pid says (pids are reused).
 MAX_AGE_S = 7 * 24 * 3600.0
