@@ -158,9 +158,11 @@ def run_candidate(
     splits: list[str] | tuple[str, ...] = (*FOLDS, "random"),
     datasets: Datasets | None = None,
     say: Callable[[str], None] = print,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The candidate on each split: one row per split, {label, split, metrics (test), train_seconds,
-    chosen (its grid point, if any), select_seconds, chosen_by_model (what the model chose itself)}."""
+    chosen (its grid point, if any), validation (every point tried), select_seconds}; ``on_row`` gets
+    each row as soon as it is measured (e.g. to write it out)."""
     datasets = datasets or Datasets()
     rows = []
     for split in splits:
@@ -175,6 +177,8 @@ def run_candidate(
             "metrics": {k: float(metrics[k]) for k in METRICS if k in metrics},
         }  # fmt: skip
         rows.append(row)
+        if on_row is not None:
+            on_row(row)
         say(
             f"{candidate.label:40s} {split:7s} R@20 {row['metrics']['recall@20']:.4f} "
             f"NDCG@10 {row['metrics']['ndcg@10']:.4f} train {row['train_seconds']:.1f}s"
@@ -272,10 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     splits = [s for s in args.splits.split(",") if s]
     rows = [row for path in args.merge for row in json.loads(Path(path).read_text())]
     datasets = Datasets()
-    for candidate in candidates:
-        rows += run_candidate(candidate, splits, datasets)
+
+    def keep(row: dict[str, Any]) -> None:  # every row on disk as soon as it is measured
+        rows.append(row)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
+
+    for candidate in candidates:
+        run_candidate(candidate, splits, datasets, on_row=keep)
     load = os.getloadavg()
     loads = " ".join(f"{x:.2f}" for x in load)
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, load {loads}\n")
