@@ -3,6 +3,10 @@
 TFRS 0.7.7 is written against Keras 2, so the legacy Keras (tf-keras) must be selected *before*
 TensorFlow is first imported anywhere in the process. Importing this package does that, so users
 never have to set ``TF_USE_LEGACY_KERAS`` themselves.
+
+The Python API (:mod:`tfrs_movies.api`), imported on first use so that ``import tfrs_movies`` stays light::
+
+    from tfrs_movies import load_config, load_dataset, build_model, run, load_export
 """
 
 import os
@@ -14,3 +18,17 @@ LOG_LEVEL_SET_BY_US = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+# The API's names, resolved from tfrs_movies.api on first use (module __getattr__, PEP 562).
+_API = ("build_model", "load_config", "load_dataset", "load_export", "run")
+__all__ = [*_API, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import tfrs_movies.api
+
+        value = getattr(tfrs_movies.api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

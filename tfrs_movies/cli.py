@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -48,6 +49,38 @@ def one_line(err: BaseException) -> str:
     """The first line of the error's message (its class name when it has none)."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+# How the user started the command: "python -m tfrs_movies" (each module's own ``__main__``) or the
+# console command, which sets it (:mod:`tfrs_movies.commands`), so usage lines and examples say what to type.
+_invoked_as = "python -m tfrs_movies."
+
+
+def invoke_as_command(name: str) -> None:
+    """Let every parser made after this call name itself ``<name> <subcommand>`` (the console command)."""
+    global _invoked_as
+    _invoked_as = f"{name} "
+
+
+def plain(text: str) -> str:
+    """Docstring text as a person reads it in ``--help``: reStructuredText roles and double backticks
+    dropped (``:func:`x.y``` -> x.y), the way the command was started in every example line."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    text = text.replace("``", "")
+    return text.replace("python -m tfrs_movies.", _invoked_as)
+
+
+def command_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name`` (``train``, ``data`` ...): its usage line says how it was started
+    (``tfrs-movies train`` or ``python -m tfrs_movies.train``); the module docstring's first line, in plain
+    words, is the description and the rest (examples, notes) the epilog."""
+    first, _, rest = (doc or "").strip().partition("\n")
+    description = re.sub(r"^``[^`]*``:\s*", "", first)  # the "``python -m ...``: " prefix
+    description = plain(description[:1].upper() + description[1:])
+    return argparse.ArgumentParser(
+        prog=f"{_invoked_as}{name}", description=description, epilog=plain(rest.strip("\n")) or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:

@@ -12,14 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfrs_movies.cli import add_debug_flag, guarded
+from tfrs_movies.cli import add_debug_flag, command_parser, guarded
 from tfrs_movies.data.eda import DEFAULT_OUT, write_eda_plots
 from tfrs_movies.data.registry import DATASET_NAMES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Prints the paths written; an error is one line (exit 1: the data; 2: a setting)."""
-    parser = argparse.ArgumentParser(prog="python -m tfrs_movies.eda", description=__doc__.split("\n")[0])
+    parser = command_parser("eda", __doc__)
     parser.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset name, e.g. ml-100k")
     parser.add_argument(
         "--data-dir", default=None, help="folder holding the dataset (loader default if unset)"

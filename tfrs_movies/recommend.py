@@ -34,15 +34,13 @@ import tfrs_movies  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
 if tfrs_movies.LOG_LEVEL_SET_BY_US:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
-from tfrs_movies.cli import add_debug_flag, guarded  # noqa: E402
+from tfrs_movies.cli import add_debug_flag, command_parser, guarded  # noqa: E402
 from tfrs_movies.io import atomic_write_text  # noqa: E402
 from tfrs_movies.serving.load import AGGREGATIONS, ServingError, load_export, read_user_ids  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tfrs_movies.recommend", description=__doc__.splitlines()[0]
-    )
+    parser = command_parser("recommend", __doc__)
     parser.add_argument("--model", required=True, help="an export directory (<run_dir>/export)")
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="recommend for this user id")

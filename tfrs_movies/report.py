@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tfrs_movies.cli import add_debug_flag, guarded
+from tfrs_movies.cli import add_debug_flag, command_parser, guarded
 from tfrs_movies.evaluation.report import collect_runs, report_dir, split_problems, write_report
 from tfrs_movies.training.status import is_complete
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfrs_movies.report", description=__doc__.split("\n")[0])
+    parser = command_parser("report", __doc__)
     parser.add_argument("paths", nargs="+", help="run directories, tuning directories or folders of runs")
     parser.add_argument("--out", help="output folder (default: <tuning dir>/report, else runs/report)")
     parser.add_argument("--allow-mixed-splits", action="store_true",

@@ -25,6 +25,7 @@ import tfrs_movies  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
 if tfrs_movies.LOG_LEVEL_SET_BY_US:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
+from tfrs_movies.cli import command_parser  # noqa: E402
 from tfrs_movies.serving.http.app import ServerSettings  # noqa: E402
 from tfrs_movies.serving.load import ServingError, load_export  # noqa: E402
 
@@ -32,7 +33,7 @@ DEFAULTS = ServerSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tfrs_movies.serve", description=__doc__.splitlines()[0])
+    parser = command_parser("serve", __doc__)
     parser.add_argument("--model", required=True, help="an export directory (<run_dir>/export)")
     parser.add_argument("--ranking", metavar="DIR", help="another run's ranking export for the second stage")
     parser.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1)")

@@ -12,13 +12,13 @@ import json
 import sys
 
 import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tfrs_movies.cli import add_debug_flag, guarded
+from tfrs_movies.cli import add_debug_flag, command_parser, guarded
 from tfrs_movies.config import load_config
 from tfrs_movies.evaluation import metrics_table as M
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tfrs_movies.train", description=__doc__.split("\n")[0])
+    parser = command_parser("train", __doc__)
     parser.add_argument("--config", help="YAML file (see configs/); overrides the built-in defaults")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set train.epochs=5 (repeatable)")  # fmt: skip

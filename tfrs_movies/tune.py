@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 
 import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tfrs_movies.cli import add_debug_flag, exit_status, guarded
+from tfrs_movies.cli import add_debug_flag, command_parser, exit_status, guarded
 from tfrs_movies.config import load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tfrs_movies.tune", description=__doc__.split("\n")[0])
+    parser = command_parser("tune", __doc__)
     parser.add_argument("--config", help="base YAML config (see configs/)")
     parser.add_argument("--grid", required=True, help="grid file (see configs/grids/)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import tfrs_movies  # noqa: F401
-from tfrs_movies.cli import add_debug_flag, guarded
+from tfrs_movies.cli import add_debug_flag, command_parser, guarded
 from tfrs_movies.data.registry import DATASET_NAMES, SPLIT_KINDS
 
 
@@ -31,7 +31,7 @@ def _downloadable() -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tfrs_movies.data", description=__doc__.split("\n")[0])
+    parser = command_parser("data", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="fetch a dataset from its official source, verify, extract")
