@@ -128,7 +128,9 @@ def probe_split(ratings: pd.DataFrame, probe: pd.DataFrame) -> Split:
 def _select(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     """``frame[keep]`` with a fresh RangeIndex, one column at a time: no int64 row indexer and no
     consolidation copy (``frame[keep].reset_index()`` peaks at about twice the kept rows' bytes)."""
-    return pd.DataFrame({c: frame[c].to_numpy()[keep] for c in frame.columns}, copy=False)
+    out = pd.DataFrame({c: frame[c].to_numpy()[keep] for c in frame.columns}, copy=False)
+    out.attrs = dict(frame.attrs)
+    return out
 
 
 def files_split(train: pd.DataFrame, test: pd.DataFrame) -> Split:
@@ -141,12 +143,7 @@ def with_validation(split: Split, fraction: float = 0.1, seed: int = 42, min_rat
     if split.valid is not None or fraction <= 0:
         return split
     mask = per_user_random_mask(split.train, fraction, seed + 1, min_ratings)
-    return Split(
-        split.kind,
-        split.train[~mask].reset_index(drop=True),
-        split.test,
-        split.train[mask].reset_index(drop=True),
-    )
+    return Split(split.kind, _select(split.train, ~mask), split.test, _select(split.train, mask))
 
 
 def _resolve_file(name: str, base: str | None) -> Path:

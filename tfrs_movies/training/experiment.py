@@ -68,8 +68,11 @@ def evaluate(model: Any, split: Split, config: dict[str, Any], on: str = "test")
     train counted as seen.
     """
     frame = split.test if on == "test" else split.valid
-    # For test, the validation ratings are part of what the user has seen (they come from train).
-    seen = split.train if on != "test" or split.valid is None else pd.concat([split.train, split.valid])
+    # For test, the validation ratings are part of what the user has seen (they come from train). The
+    # evaluator reads only the ids: a copy of those alone (1.6 GB less at 100M ratings).
+    ids = [S.USER_ID, S.MOVIE_ID]
+    with_valid = on == "test" and split.valid is not None
+    seen = pd.concat([split.train[ids], split.valid[ids]]) if with_valid else split.train
     ev = config["eval"]
     evaluator = FullRankingEvaluator(
         seen, frame, model.catalogue, ev["ks"], ev["relevance_threshold"], ev["exclude_seen"],
