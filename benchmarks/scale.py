@@ -8,9 +8,10 @@ whole process, training examples per second over the epoch (Keras ``fit`` time; 
 reported beside it), evaluation time: full ranking of a seeded sample of ``--eval-users`` probe users
 (their seen movies removed) and, for the rating model, the probe RMSE over every probe pair.
 
-``--profile`` adds what bounds the retrieval step: the matmul rate of this machine, the FLOPs of one
+``--profile`` adds what bounds each model's step: the matmul rate of this machine, the FLOPs of one
 example, the input pipeline alone (an epoch's batches without the model) and the model alone (train
-steps on batches cached in memory).
+steps on batches cached in memory, with the configured optimizer and with the others that change the
+sparse update: Adam, LazyAdam, Adagrad).
 
     python benchmarks/scale.py --ratings 1000000 10000000 --profile
     python benchmarks/scale.py --ratings 100000000 --data-root /tmp/scale
@@ -174,8 +175,8 @@ def child(args: argparse.Namespace) -> dict:
         out["probe_rmse_s"] = round(time.perf_counter() - start, 1)
     out["probe_pairs"] = len(test)
     out["eval_peak_gb"] = round(peak_gb(), 2)
-    if args.profile and args.model == "retrieval":
-        out.update(profile_retrieval(model, train, config))
+    if args.profile:
+        out.update(profile_step(model, train, config))
     out["peak_gb"] = max(v for k, v in out.items() if k.endswith("_peak_gb"))
     return out
 
@@ -194,8 +195,8 @@ def matmul_gflops(n: int = 1024, d: int = 64, reps: int = 200) -> float:
     return 2 * n * n * d * reps / (time.perf_counter() - start) / 1e9
 
 
-def profile_retrieval(model, train, config) -> dict:
-    """Input pipeline alone vs the model alone (train steps on cached batches), and the FLOP limit."""
+def training_batches(model, train, config):
+    """The batches the model's fit draws (the same pipeline), and their shard set to clean up."""
     import numpy as np
     import tensorflow as tf
 
@@ -203,28 +204,36 @@ def profile_retrieval(model, train, config) -> dict:
     from tfrs_movies.models.retrieval import SAMPLING_PROBABILITY
 
     cfg = config["train"]
-    b, d = cfg["batch_size"], config["model"]["embedding_dim"]
-    prob = {SAMPLING_PROBABILITY: np.ones(len(train), np.float32)}
+    # The retrieval model's extra column is its sampling probability, the ranking model's its target.
+    extra = ({SAMPLING_PROBABILITY: np.ones(len(train), np.float32)} if config["model"]["name"] == "retrieval"
+             else model._targets(train))  # fmt: skip
     data, shards = training_dataset(
-        train, model.users, model.catalogue, prob, b, seed=1, shuffle_buffer=cfg["shuffle_buffer"],
-        stream_above=cfg["stream_above"],
+        train, model.users, model.catalogue, extra, cfg["batch_size"], seed=1,
+        shuffle_buffer=cfg["shuffle_buffer"], stream_above=cfg["stream_above"],
     )  # fmt: skip
-    data = data.map(model.space.join, num_parallel_calls=tf.data.AUTOTUNE)
-    start, rows = time.perf_counter(), 0
-    for batch in data:
-        rows += int(batch["rating"].shape[0])
-    pipeline_rate = rows / (time.perf_counter() - start)
-    cached = list(data.take(300))
-    if shards is not None:
-        shards.cleanup()
-    keras_model = model.model
+    return data.map(model.space.join, num_parallel_calls=tf.data.AUTOTUNE), shards
+
+
+def dense_flops(keras_model) -> int:
+    """Forward FLOPs per example of the towers' Dense layers (2 * inputs * outputs each)."""
+    import tensorflow as tf
+
+    layers = [m for m in keras_model.submodules if isinstance(m, tf.keras.layers.Dense)]
+    return sum(2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1]) for layer in layers)
+
+
+def time_steps(keras_model, cached: list, optimizer=None) -> float:
+    """Examples per second of train steps (loss, gradients, update) on batches held in memory."""
+    import tensorflow as tf
+
+    optimizer = optimizer or keras_model.optimizer
 
     @tf.function
     def step(batch):
         with tf.GradientTape() as tape:
             loss = keras_model.compute_loss(batch, training=True)
         grads = tape.gradient(loss, keras_model.trainable_variables)
-        keras_model.optimizer.apply_gradients(zip(grads, keras_model.trainable_variables, strict=True))
+        optimizer.apply_gradients(zip(grads, keras_model.trainable_variables, strict=True))
         return loss
 
     for batch in cached[:5]:
@@ -232,17 +241,42 @@ def profile_retrieval(model, train, config) -> dict:
     start = time.perf_counter()
     for batch in cached:
         step(batch)
-    model_rate = len(cached) * b / (time.perf_counter() - start)
+    return sum(int(b["rating"].shape[0]) for b in cached) / (time.perf_counter() - start)
+
+
+def profile_step(model, train, config) -> dict:
+    """What bounds the step: the input pipeline alone, the model alone (train steps on cached batches,
+    with the configured optimizer and with each other one that changes the sparse update), and the FLOP
+    limit (FLOPs per example against this machine's measured matmul rate)."""
+    from tfrs_movies.training.optimizers import make_optimizer
+
+    data, shards = training_batches(model, train, config)
+    start, rows = time.perf_counter(), 0
+    for batch in data:
+        rows += int(batch["rating"].shape[0])
+    pipeline_rate = rows / (time.perf_counter() - start)
+    cached = list(data.take(300))
+    if shards is not None:
+        shards.cleanup()
+    keras_model, cfg = model.model, config["train"]
+    out = {"pipeline_examples_per_s": round(pipeline_rate),
+           "model_cached_examples_per_s": round(time_steps(keras_model, cached))}  # fmt: skip
+    for name in ("adam", "lazy_adam", "adagrad"):
+        if name != cfg["optimizer"]:
+            rate = time_steps(keras_model, cached, make_optimizer(name, cfg["learning_rate"]))
+            out[f"model_cached_{name}_examples_per_s"] = round(rate)
+    b, d = cfg["batch_size"], config["model"]["embedding_dim"]
     gflops = matmul_gflops(b, d)
-    # Forward: the (b, d) x (d, b) logits, 2*b*d FLOPs per example; backward: two matmuls of that size.
-    flops_per_example = 3 * 2 * b * d
-    return {
-        "pipeline_examples_per_s": round(pipeline_rate),
-        "model_cached_examples_per_s": round(model_rate),
+    # The score of one example: against the whole batch's candidates (retrieval, a (b, d) x (d, b)
+    # matmul: 2*b*d FLOPs per example), or one dot product (ranking: 2*d). Backward: twice forward.
+    head = 2 * b * d if config["model"]["name"] == "retrieval" else 2 * d
+    flops_per_example = 3 * (head + dense_flops(keras_model))
+    out.update({
         "matmul_gflops": round(gflops, 1),
         "flops_per_example": flops_per_example,
         "flop_limit_examples_per_s": round(gflops * 1e9 / flops_per_example),
-    }
+    })  # fmt: skip
+    return out
 
 
 def table(rows: list[dict]) -> str:
