@@ -320,7 +320,18 @@ def load_config(
     items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
     for key, value in items:
         _set(config, key, value)
+    _canonical_metric(config)
     return config
+
+
+def _canonical_metric(config: dict[str, Any]) -> None:
+    """``train.early_stopping.metric`` under the name its figure is stored by (``hit@10`` -> ``hr@10``:
+    RecBole's names are accepted; the run's config.yaml, logs and early stopping use the table's)."""
+    from tfrs_movies.evaluation import metrics_table as M
+
+    stop = config.get("train", {}).get("early_stopping")
+    if isinstance(stop, dict) and isinstance(stop.get("metric"), str):
+        stop["metric"] = M.canonical(stop["metric"])
 
 
 def get(config: Mapping[str, Any], key: str) -> Any:

@@ -78,7 +78,9 @@ def _tune(args: argparse.Namespace) -> int:
     overrides = [f"{k}={json.dumps(v)}" for k, v in shorthands.items() if v is not None] + list(args.set)
     base = load_config(args.config, overrides)
     space = load_space(args.grid)
-    metric = args.metric or space.metric or base["train"]["early_stopping"]["metric"]
+    from tfrs_movies.evaluation.metrics_table import canonical
+
+    metric = canonical(args.metric or space.metric or base["train"]["early_stopping"]["metric"])
     tune_dir = Path(args.tune_dir) if args.tune_dir else default_tune_dir(args.config, args.grid)
     options = TuneOptions(
         tune_dir=tune_dir, metric=metric, search=args.search, trials=args.trials, max_trials=args.max_trials,

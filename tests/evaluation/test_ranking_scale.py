@@ -49,8 +49,15 @@ def _dense_reference(train, test, catalogue, score, ks, threshold=None):
     top = np.argsort(-scores, axis=1, kind="stable")[:, : max(ks)]
     hits = np.take_along_axis(relevant, top, axis=1)
     out = {k: float(v.mean()) for k, v in ranking_metrics(hits, relevant.sum(1), ks).items()}
+    # novelty: -log2(ratings of the movie in train / training users), a movie nobody rated as rated once
+    rated = train[S.MOVIE_ID].value_counts().reindex(catalogue, fill_value=0).to_numpy()
+    information = -np.log2(np.maximum(rated, 1) / train[S.USER_ID].nunique())
     for k in ks:
         out[f"coverage@{k}"] = len(np.unique(top[:, :k])) / len(catalogue)
+        out[f"novelty@{k}"] = float(np.mean([information[row].mean() for row in top[:, :k]]))
+        x = np.sort([(top[:, :k] == item).sum() for item in range(len(catalogue))])  # Gini, term by term
+        n = len(x)
+        out[f"gini@{k}"] = sum((2 * i - n - 1) * x[i - 1] for i in range(1, n + 1)) / (n * x.sum())
     out["users"] = len(users)
     return out
 

@@ -74,6 +74,44 @@ def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     return (precision_at_i * h).sum(1) / np.minimum(n_relevant, k)
 
 
+def mrr_at_k(hits: np.ndarray, k: int) -> np.ndarray:
+    """1 / the rank of the first relevant item in the top k (ranks from 1); 0 when none is there."""
+    h = _check(hits, k) > 0
+    first = h.argmax(1)
+    return np.where(h.any(1), 1.0 / (first + 1), 0.0)
+
+
+def self_information(item_counts: np.ndarray, n_users: int) -> np.ndarray:
+    """Per item, -log2(its training ratings / the training users): the share of users who rated it, a user
+    rating a movie once (the data checks); 0 for an item everyone rated, more for rarer ones. An item
+    nobody rated counts as rated once (the rarest it can be, not infinite). Shapes: (items,) -> (items,)."""
+    counts = np.maximum(np.asarray(item_counts, np.float64), 1.0)
+    return -np.log2(counts / max(int(n_users), 1))
+
+
+def novelty_at_k(top: np.ndarray, information: np.ndarray, k: int) -> np.ndarray:
+    """Per user, the mean :func:`self_information` of the top k items (``top``: (users, >= k) item
+    positions, best first; ``information``: one value per catalogue item). Higher: less popular picks."""
+    return information[top[:, :k]].mean(axis=1)
+
+
+def item_coverage(times_recommended: np.ndarray) -> float:
+    """Share of the catalogue in at least one user's top K (``times_recommended``: one count per item)."""
+    return float((np.asarray(times_recommended) > 0).mean())
+
+
+def gini_index(times_recommended: np.ndarray) -> float:
+    """Gini index of how often each catalogue item was recommended: 0 when every item appears equally
+    often, (n - 1) / n when one item takes every slot. Sorted counts x_1 <= ... <= x_n:
+    sum_i (2i - n - 1) x_i / (n sum_i x_i)."""
+    x = np.sort(np.asarray(times_recommended, np.float64))
+    n, total = len(x), x.sum()
+    if n == 0 or total == 0:
+        return 0.0
+    i = np.arange(1, n + 1)
+    return float(((2 * i - n - 1) * x).sum() / (n * total))
+
+
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: list[int]) -> dict[str, np.ndarray]:
     """Every per-user ranking metric at every k, keyed ``"recall@10"`` etc."""
     out: dict[str, np.ndarray] = {}
@@ -83,4 +121,5 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: list[int]) -> 
         out[f"ndcg@{k}"] = ndcg_at_k(hits, n_relevant, k)
         out[f"map@{k}"] = map_at_k(hits, n_relevant, k)
         out[f"hr@{k}"] = hit_rate_at_k(hits, k)
+        out[f"mrr@{k}"] = mrr_at_k(hits, k)
     return out

@@ -32,7 +32,10 @@ _TABLE = (
     Metric("ndcg", TOP_N, True, "discounted cumulative gain of the top K over its ideal"),
     Metric("map", TOP_N, True, "mean average precision of the top K"),
     Metric("hr", TOP_N, True, "hit rate: any relevant movie in the top K"),
+    Metric("mrr", TOP_N, True, "mean reciprocal rank of the first relevant movie in the top K (0: none)"),
     Metric("coverage", TOP_N, True, "share of the catalogue recommended to some user in a top K"),
+    Metric("novelty", TOP_N, True, "mean -log2(share of training users who rated it) of the top K movies"),
+    Metric("gini", TOP_N, False, "Gini index of how often each movie is in a top K (0: all equally often)"),
     Metric("rmse", RATING, False, "root mean squared error of the rating (clipped to the scale)"),
     Metric("mae", RATING, False, "mean absolute error of the rating (clipped to the scale)"),
     Metric("rmse_normalized", RATING, False, "RMSE on the per-user normalised scale (cosine head)"),
@@ -44,17 +47,21 @@ _TABLE = (
     Metric("parameters", COST, False, "trainable numbers of the fitted model"),
 )
 METRICS: dict[str, Metric] = {m.family: m for m in _TABLE}
+# Other names for a family (RecBole's): the figures are stored and reported under the family's own name.
+ALIASES = {"hit": "hr", "itemcoverage": "coverage"}
 
 # The rating metrics ``predict``-based early stopping computes (the normalised ones come from a model).
 RATING_METRICS = ("rmse", "mae")
 # The figures ``python -m tfrs_movies.train`` prints (plus every top-N figure at the configured K).
 HEADLINE = (
-    "rmse", "mae", "recall@10", "recall@20", "precision@10", "ndcg@10", "map@10", "hr@10", "coverage@10",
+    "rmse", "mae", "recall@10", "recall@20", "precision@10", "ndcg@10", "map@10", "hr@10", "mrr@10",
+    "coverage@10",
 )  # fmt: skip
 
 
 def _known() -> str:
-    return ", ".join(f"{m.family}@K" if m.kind == TOP_N else m.family for m in _TABLE)
+    names = [f"{m.family}@K" if m.kind == TOP_N else m.family for m in _TABLE]
+    return ", ".join(names + [f"{alias}@K (= {family}@K)" for alias, family in ALIASES.items()])
 
 
 def parse(name: str) -> tuple[Metric, int | None]:
@@ -64,6 +71,7 @@ def parse(name: str) -> tuple[Metric, int | None]:
     positive whole ``@K``, or a K on a metric that has none.
     """
     family, at, k_text = str(name).partition("@")
+    family = ALIASES.get(family, family)
     metric = METRICS.get(family)
     if metric is None:
         raise ValueError(f"unknown metric {name!r}; known: {_known()}")
@@ -74,6 +82,13 @@ def parse(name: str) -> tuple[Metric, int | None]:
     if at:
         raise ValueError(f"metric {name!r}: {family} takes no cut-off; known: {_known()}")
     return metric, None
+
+
+def canonical(name: str) -> str:
+    """The name a figure is stored under: ``"hit@10"`` -> ``"hr@10"``, ``"itemcoverage@20"`` ->
+    ``"coverage@20"``; any other name (known or not) unchanged."""
+    family, at, k_text = str(name).partition("@")
+    return f"{ALIASES[family]}{at}{k_text}" if family in ALIASES else str(name)
 
 
 def metric(name: str) -> Metric:

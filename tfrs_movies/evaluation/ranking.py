@@ -21,7 +21,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tfrs_movies import schema as S
-from tfrs_movies.evaluation.metrics import ranking_metrics
+from tfrs_movies.evaluation.metrics import (
+    gini_index,
+    item_coverage,
+    novelty_at_k,
+    ranking_metrics,
+    self_information,
+)
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -103,6 +109,17 @@ def sample_users(users: np.ndarray, max_users: int, seed: int) -> np.ndarray:
     return users[np.sort(chosen)]
 
 
+def _id_counts(ids: np.ndarray) -> pd.Series:
+    """How often each id occurs (ids that occur only): one ``np.bincount`` when the ids are small
+    non-negative integers, as every dataset's are (20M movie ids: 0.05 s, against 1.84 s for pandas'
+    hash count on the loaded 2-core machine), else pandas' ``value_counts``."""
+    if len(ids) and np.issubdtype(ids.dtype, np.integer) and ids.min() >= 0 and ids.max() < 2**26:
+        counts = np.bincount(ids)
+        present = np.flatnonzero(counts)
+        return pd.Series(counts[present], index=present)
+    return pd.Series(ids).value_counts()
+
+
 class FullRankingEvaluator:
     """Full-ranking top-N evaluation of EVALUATION.md on one (train, test) pair.
 
@@ -138,11 +155,19 @@ class FullRankingEvaluator:
         self.relevant = interaction_matrix(relevant_frame, self.users, self.catalogue)
         self.n_relevant = np.diff(self.relevant.indptr).astype(np.float64)
         self.seen = interaction_matrix(train, self.users, self.catalogue) if exclude_seen else None
+        # novelty@K: each catalogue item's self-information from its share of the training users
+        rated_by = _id_counts(train[S.MOVIE_ID].to_numpy())
+        counts = np.zeros(len(self.catalogue), dtype=np.int64)
+        position = pd.Index(self.catalogue).get_indexer(rated_by.index)
+        counts[position[position >= 0]] = rated_by.to_numpy()[position >= 0]
+        self.information = self_information(counts, len(_id_counts(train[S.USER_ID].to_numpy())))
 
     def evaluate(
         self, score: ScoreFn, batch_size: int = 512, block_bytes: int = SCORE_BLOCK_BYTES
     ) -> dict[str, float]:
-        """Average metrics over test users, plus ``coverage@k`` and ``users`` (how many were ranked).
+        """Average metrics over test users (``novelty@k`` among them), plus the catalogue-wide
+        ``coverage@k`` (share of items in someone's top k) and ``gini@k`` (how unequally the top-k slots
+        are spread over the items), and ``users`` (how many were ranked).
 
         Users go to ``score`` at most ``batch_size`` at a time, fewer where the catalogue is so wide
         that a batch's float32 score block would pass ``block_bytes``.
@@ -153,7 +178,7 @@ class FullRankingEvaluator:
         n_items = len(self.catalogue)
         step = rows_per_block(n_items, batch_size, block_bytes)
         sums: dict[str, float] = {}
-        recommended = {k: np.zeros(n_items, dtype=bool) for k in self.ks}
+        times_recommended = {k: np.zeros(n_items, dtype=np.int64) for k in self.ks}
         for start in range(0, len(self.users), step):
             stop = min(start + step, len(self.users))
             scores = np.array(score(self.users[start:stop]), dtype=np.float32, copy=True)
@@ -171,10 +196,13 @@ class FullRankingEvaluator:
             for name, values in ranking_metrics(hits, self.n_relevant[start:stop], self.ks).items():
                 sums[name] = sums.get(name, 0.0) + float(values.sum())
             for k in self.ks:
-                recommended[k][top[:, :k].ravel()] = True
+                times_recommended[k] += np.bincount(top[:, :k].ravel(), minlength=n_items)
+                novelty = float(novelty_at_k(top, self.information, k).sum())
+                sums[f"novelty@{k}"] = sums.get(f"novelty@{k}", 0.0) + novelty
         n = len(self.users)
         out = {name: total / n for name, total in sums.items()}
         for k in self.ks:
-            out[f"coverage@{k}"] = float(recommended[k].mean())
+            out[f"coverage@{k}"] = item_coverage(times_recommended[k])
+            out[f"gini@{k}"] = gini_index(times_recommended[k])
         out["users"] = n
         return out

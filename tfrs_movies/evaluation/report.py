@@ -21,10 +21,11 @@ import yaml
 from tfrs_movies.evaluation import metrics_table as M
 from tfrs_movies.io import atomic_file, atomic_write_text
 
-# Per-run figures without a cut-off, in table order; then the top-N families (coverage is left out:
-# it describes the catalogue, not the users' rankings).
+# Per-run figures without a cut-off, in table order; then the top-N families of the users' rankings;
+# then, per K, what the lists do to the catalogue (not accuracy: coverage, novelty in bits, Gini).
 RATING = M.families(M.RATING) + M.families(M.CLASSIFICATION)
-TOP_N = tuple(f for f in M.families(M.TOP_N) if f != "coverage")
+BEYOND_ACCURACY = ("coverage", "novelty", "gini")
+TOP_N = tuple(f for f in M.families(M.TOP_N) if f not in BEYOND_ACCURACY)
 # The split settings that shape the test set, per split kind (the rest is unused by that kind).
 SPLIT_KEYS = {
     "files": ("train", "test"),
@@ -153,7 +154,7 @@ def metric_columns(runs: list[Run]) -> list[str]:
     present = {k for run in runs for k, v in run.metrics.items() if isinstance(v, (int, float))}
     columns = [m for m in RATING if m in present]
     ks = sorted({M.cutoff(k) for k in present if M.is_metric(k) and M.is_top_n(k)})
-    columns += [f"{m}@{k}" for k in ks for m in TOP_N if f"{m}@{k}" in present]
+    columns += [f"{m}@{k}" for k in ks for m in TOP_N + BEYOND_ACCURACY if f"{m}@{k}" in present]
     return columns
 
 
@@ -207,7 +208,7 @@ def plot_runs(runs: list[Run], path: str | Path, title: str = "") -> Path:
         ("rating metrics (lower is better)", [c for c in columns if M.is_rating(c)]),
         (
             f"top-N metrics @{k} (higher is better)",
-            [c for c in columns if k is not None and c.endswith(f"@{k}")],
+            [c for c in columns if k is not None and c.endswith(f"@{k}") and M.metric(c).family in TOP_N],
         ),
         ("train seconds", ["train_seconds"]),
         ("model size on disk (MiB)", ["model_mib"]),
