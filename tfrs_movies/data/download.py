@@ -36,6 +36,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import TextIO
 
 from tfrs_movies.data.registry import DATASETS as _TABLE
 from tfrs_movies.data.registry import GROUPLENS_URL, DatasetSource  # noqa: F401  (public names here too)
@@ -295,19 +296,14 @@ def _fetch(url: str, folder: Path, *, timeout: float, progress: bool) -> Path:
     try:
         with open(path, "xb") as out, _open(url, timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
-            done, last = 0, 0.0
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                done += len(chunk)
-                now = time.monotonic()
-                if progress and now - last > 0.2:
-                    _progress(label, done, total)
-                    last = now
+            done = 0
+            with Progress(label, total, enabled=progress) as shown:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    done += len(chunk)
+                    shown.update(len(chunk))
             if total and done != total:
                 raise DownloadError(f"{url}: connection closed after {done} of {total} bytes")
-        if progress:
-            _progress(label, done, total)
-            print(file=sys.stderr)
     except BaseException as err:
         path.unlink(missing_ok=True)
         if isinstance(err, OSError | http.client.HTTPException) and not isinstance(err, DownloadError):
@@ -316,13 +312,46 @@ def _fetch(url: str, folder: Path, *, timeout: float, progress: bool) -> Path:
     return path
 
 
-def _progress(label: str, done: int, total: int) -> None:
-    mb = done / 1e6
-    if total:
-        line = f"\r{label}: {mb:.1f}/{total / 1e6:.1f} MB ({100 * done / total:3.0f}%)"
-    else:
-        line = f"\r{label}: {mb:.1f} MB"
-    print(line, end="", file=sys.stderr, flush=True)
+class Progress:
+    """A download's progress on standard error: a tqdm bar on a terminal; elsewhere (a log file, CI, a
+    pipe) one line per tenth of the file, or per 10 MB when its size is unknown, and one at the end.
+
+    ``with Progress("u.data", total_bytes) as shown: shown.update(n_bytes)``; ``enabled=False``: silent.
+    """
+
+    LINE_EVERY_UNKNOWN = 10_000_000  # bytes between lines when the size is unknown
+
+    def __init__(self, label: str, total: int, *, enabled: bool = True, stream: TextIO | None = None):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.done, self.shown = 0, -1
+        self.step = total / 10 if total else self.LINE_EVERY_UNKNOWN
+        self.bar = None
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total or None, desc=label, unit="B", unit_scale=True, file=self.stream)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and self.done // self.step > self.shown // self.step:
+            self._line()
+
+    def _line(self) -> None:
+        size = f"/{self.total / 1e6:.1f} MB ({100 * self.done / self.total:3.0f}%)" if self.total else " MB"
+        print(f"{self.label}: {self.done / 1e6:.1f}{size}", file=self.stream, flush=True)
+        self.shown = self.done
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and exc[0] is None and self.shown != self.done:
+            self._line()
 
 
 def _digest(path: Path, algorithm: str) -> str:
