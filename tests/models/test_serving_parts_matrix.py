@@ -31,7 +31,7 @@ CASES: dict[str, dict] = {
     # EASE on the 60 most-rated of 150 movies: the dot form over the kept columns, the rest scored 0.
     "ease_top60": {"model.name": "ease", "model.params.l2": 10.0, "model.params.max_movies": 60},
     # EDLAE with l2 and dropout chosen on validation (the choice is saved with the model).
-    "edlae": {"model.name": "ease", "model.params.l2": [5.0, 20.0], "model.params.dropout": [0.0, 0.25]},
+    "edlae": {"model.name": "ease", "model.params.l2": [5.0, 20.0], "model.params.dropout": 0.25},
     "ials": {"model.name": "ials", "model.params.dim": 8, "model.params.epochs": 4},
     "mf": {"model.name": "mf", "model.embedding_dim": 8},
     "ncf": {"model.name": "ncf", "model.embedding_dim": 8, "model.params.layers": [16, 8]},
