@@ -10,6 +10,7 @@ The Python API (:mod:`tfrs_movies.api`), imported on first use so that ``import 
 """
 
 import os
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # TensorFlow's C++ start-up chatter hides the one line the user needs; keep warnings and errors.
@@ -19,12 +20,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-# The API's names, resolved from tfrs_movies.api on first use (module __getattr__, PEP 562).
+# The API's names, resolved from tfrs_movies.api on first use (module __getattr__, PEP 562); type
+# checkers read them from the import below.
+if TYPE_CHECKING:
+    from tfrs_movies.api import build_model, load_config, load_dataset, load_export, run
+
 _API = ("build_model", "load_config", "load_dataset", "load_export", "run")
-__all__ = [*_API, "__version__"]
+__all__ = ["__version__", "build_model", "load_config", "load_dataset", "load_export", "run"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _API:
         import tfrs_movies.api
 
