@@ -29,13 +29,21 @@ def ids_as_strings(values: Iterable) -> np.ndarray:
     )
 
 
-def id_lookup(vocabulary: Iterable, name: str | None = None) -> tf.keras.layers.StringLookup:
-    """``StringLookup`` mapping ids to 1..n, and anything unseen to the OOV index 0.
+def position_lookup(ids: Iterable, name: str | None = None) -> tf.keras.layers.StringLookup:
+    """``StringLookup``: raw id strings -> 1 + their position in ``ids`` (in the order given); 0 for an
+    id not among them.
 
-    The vocabulary goes in as an array: a Python list would be tracked by Keras as a structure of n
-    items, walked each time the model's layers are collected (every batch, by the progress bar)."""
-    vocab = np.array(sorted(set(ids_as_strings(vocabulary))), dtype=object)
-    return tf.keras.layers.StringLookup(vocabulary=vocab, mask_token=None, num_oov_indices=1, name=name)
+    The vocabulary goes in as an array, never a list: Keras tracks a list as a structure of n items and
+    walks it whenever it collects the model's layers (every batch, for the progress bar: 0.2 s a step
+    with 480,189 user ids)."""
+    return tf.keras.layers.StringLookup(
+        vocabulary=ids_as_strings(ids), mask_token=None, num_oov_indices=1, name=name
+    )
+
+
+def id_lookup(vocabulary: Iterable, name: str | None = None) -> tf.keras.layers.StringLookup:
+    """``StringLookup`` mapping the distinct ids, sorted as strings, to 1..n; anything unseen to 0."""
+    return position_lookup(sorted(set(ids_as_strings(vocabulary))), name=name)
 
 
 def fill_missing(values: Sequence[float]) -> tuple[np.ndarray, float]:

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_movies.features import side as F
-from tfrs_movies.features.preprocessing import ids_as_strings
+from tfrs_movies.features.preprocessing import position_lookup
 
 PAD = ""
 
@@ -64,9 +64,7 @@ class MovieEncoder(tf.keras.layers.Layer):
     def __init__(self, movies: np.ndarray, table: dict[str, np.ndarray], dim: int, l2: float = 0.0,
                  **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
-        self.lookup = tf.keras.layers.StringLookup(
-            vocabulary=ids_as_strings(movies), mask_token=None, num_oov_indices=1
-        )
+        self.lookup = position_lookup(movies)
         regularizer = tf.keras.regularizers.l2(l2) if l2 > 0 else None
         self.embedding = tf.keras.layers.Embedding(len(movies) + 1, dim, embeddings_regularizer=regularizer)
         dense, bag, n_bag = movie_feature_tables(table)

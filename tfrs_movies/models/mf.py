@@ -26,9 +26,10 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_movies import schema as S
 from tfrs_movies.features.pipeline import make_dataset
+from tfrs_movies.features.preprocessing import position_lookup
 from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import register
-from tfrs_movies.models.serving_parts import ServingParts, UserTable, id_lookup
+from tfrs_movies.models.serving_parts import ServingParts, UserTable
 from tfrs_movies.models.state import State, keras_weights, set_keras_weights
 
 USER_INDEX = "user_index"
@@ -264,7 +265,7 @@ class PairScorer(tf.Module):
 
     def __init__(self, recommender: PairRatingRecommender):
         super().__init__()
-        self.lookup = id_lookup(recommender.users)
+        self.lookup = position_lookup(recommender.users)
         self.network = recommender.model
         self.trained = tf.Variable(np.asarray(recommender.trained_movies, bool), trainable=False)
         baseline = np.concatenate([[recommender.mu], recommender.mu + recommender.b_user])

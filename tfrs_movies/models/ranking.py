@@ -44,14 +44,13 @@ from tfrs_movies import schema as S
 from tfrs_movies.evaluation.metrics import binary_classification, mae, rmse
 from tfrs_movies.features.normalization import UserRatingNormalizer
 from tfrs_movies.features.pipeline import training_dataset
-from tfrs_movies.features.preprocessing import id_lookup
+from tfrs_movies.features.preprocessing import id_lookup, position_lookup
 from tfrs_movies.features.side import FeatureSpace, lookup_tables
 from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.mf import MeanLossModel, fit_baseline
 from tfrs_movies.models.registry import register
 from tfrs_movies.models.retrieval import build_towers
 from tfrs_movies.models.serving_parts import ServingParts
-from tfrs_movies.models.serving_parts import id_lookup as user_slots
 from tfrs_movies.models.state import State, keras_weights, set_keras_weights
 from tfrs_movies.models.tasks import GlobalBatchLoss, global_batch_share
 from tfrs_movies.training.fit import ValidationEarlyStopping, fit_keras
@@ -688,7 +687,7 @@ class TowerScorer(tf.Module):
         lookup, tensors = lookup_tables(space.users, space.user_table)
         self.feature_lookup = lookup
         self.user_tables = {name: tf.Variable(value, trainable=False) for name, value in tensors.items()}
-        self.slot = user_slots(model.users)  # 0: not a train user; else 1 + its row in model.users
+        self.slot = position_lookup(model.users)  # 0: not a train user; else 1 + its row in model.users
         codes = model._movie_codes()
         self.movie_vec = tf.Variable(codes["vec"].astype(np.float32), trainable=False)
         self.movie_bias = tf.Variable(codes["bias"].astype(np.float32), trainable=False)

@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_movies import schema as S
-from tfrs_movies.features.preprocessing import ids_as_strings
+from tfrs_movies.features.preprocessing import ids_as_strings, position_lookup
 from tfrs_movies.models.attention import (
     PAD,
     MovieEncoder,
@@ -94,9 +94,7 @@ class SequenceModel(tfrs.Model):
         self.rating_head = rating_head
         self.pair_head = pair_head
         self.catalogue = tf.constant(ids_as_strings(catalogue))
-        self.position = tf.keras.layers.StringLookup(
-            vocabulary=ids_as_strings(catalogue), mask_token=None, num_oov_indices=1
-        )
+        self.position = position_lookup(catalogue)
         self.temperature = float(temperature or 1.0)
         self.retrieval_weight = retrieval_weight
         self.rating_weight = rating_weight if rating_head is not None else 0.0

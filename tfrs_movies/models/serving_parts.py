@@ -26,14 +26,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from tfrs_movies import schema as S
-from tfrs_movies.features.preprocessing import ids_as_strings
-
-
-def id_lookup(ids: np.ndarray) -> tf.keras.layers.StringLookup:
-    """Raw id strings -> 1 + their position in ``ids``; 0 for an unknown id."""
-    return tf.keras.layers.StringLookup(
-        vocabulary=ids_as_strings(np.asarray(ids)), num_oov_indices=1, mask_token=None
-    )
+from tfrs_movies.features.preprocessing import position_lookup
 
 
 class UserTable(tf.Module):
@@ -44,7 +37,7 @@ class UserTable(tf.Module):
         rows = np.asarray(rows, np.float32)
         rows = rows[:, None] if rows.ndim == 1 else rows
         unknown = np.zeros(rows.shape[1], np.float32) if unknown is None else np.asarray(unknown, np.float32)
-        self.lookup = id_lookup(users)
+        self.lookup = position_lookup(users)
         # A variable, so the table is stored as a checkpointed value rather than a graph constant.
         self.table = tf.Variable(np.concatenate([unknown[None, :], rows]), trainable=False)
 
@@ -61,7 +54,7 @@ class SeenRows(tf.Module):
     def __init__(self, users: np.ndarray, matrix: sp.spmatrix):
         super().__init__()
         matrix = sp.csr_matrix(matrix, dtype=np.float32)
-        self.lookup = id_lookup(users)
+        self.lookup = position_lookup(users)
         # Row 0 is the unknown user (no entries): shift the row pointers by one empty row.
         indptr = np.concatenate([[0], matrix.indptr]).astype(np.int64)
         self.indptr = tf.Variable(indptr, trainable=False)
