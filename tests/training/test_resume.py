@@ -44,6 +44,25 @@ def _kill_after_checkpoint(args: list[str], cwd: Path, checkpoints: Path) -> Non
     process.wait()
 
 
+def _killed_after_checkpoint(monkeypatch, when, action) -> None:
+    """Run ``action`` with every checkpoint save followed by a kill (``KeyboardInterrupt``: nothing after
+    that save happens) once ``when(epoch, step, saves so far)`` holds; saving is restored after."""
+    from tfrs_movies.training import fit
+
+    save, saves = fit.Checkpointing._save, []
+
+    def save_then_die(self, epoch, step):
+        save(self, epoch, step)
+        saves.append((epoch, step))
+        if when(epoch, step, len(saves)):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit.Checkpointing, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        action()
+    monkeypatch.setattr(fit.Checkpointing, "_save", save)
+
+
 def _scalars(logdir: Path) -> dict[str, list[int]]:
     """tag -> the steps of its summaries, over every event file of ``logdir``."""
     import tensorflow as tf
@@ -142,24 +161,14 @@ def test_a_tuning_trial_resumes_with_its_early_stopping_state(tmp_path, monkeypa
     """A trial (evaluated on validation, early stopping on) killed after a checkpoint at ``kill_at``
     (epochs done, steps into the next) ends with the figures and history of an uninterrupted one."""
     from tfrs_movies.config import load_config
-    from tfrs_movies.training import fit
     from tfrs_movies.tuning.trial import run_trial
 
     overrides = ["data.name=synthetic", "data.synthetic.users=100", "data.synthetic.movies=80",
                  "data.synthetic.ratings=6000", "train.verbose=0", "train.epochs=4", "train.batch_size=64",
                  "train.checkpoint_every=50", "train.early_stopping.patience=1"]  # fmt: skip
     straight = run_trial(load_config(None, overrides), tmp_path / "straight")
-    save = fit.Checkpointing._save
-
-    def save_then_die(self, epoch, step):
-        save(self, epoch, step)
-        if (epoch, step) == kill_at:
-            raise KeyboardInterrupt  # stands for the kill: nothing after this checkpoint happens
-
-    monkeypatch.setattr(fit.Checkpointing, "_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run_trial(load_config(None, overrides), tmp_path / "killed")
-    monkeypatch.setattr(fit.Checkpointing, "_save", save)
+    _killed_after_checkpoint(monkeypatch, lambda epoch, step, _: (epoch, step) == kill_at,
+                             lambda: run_trial(load_config(None, overrides), tmp_path / "killed"))
     resumed = run_trial(load_config(None, overrides), tmp_path / "killed")
     assert resumed["valid"] == straight["valid"] and resumed.get("best_epoch") == straight.get("best_epoch")
     history = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "killed")]
@@ -171,7 +180,6 @@ def test_a_hybrids_components_keep_their_own_checkpoints(tmp_path, monkeypatch):
     """Two Keras components in one run: each resumes from its own checkpoint folder (the first, done,
     is restored; the second, killed after its first epoch, continues), with the uninterrupted figures."""
     from tfrs_movies.config import load_config
-    from tfrs_movies.training import fit
     from tfrs_movies.training.experiment import run
 
     overrides = {"data.name": "synthetic", "data.synthetic.users": 80, "data.synthetic.movies": 60,
@@ -180,19 +188,11 @@ def test_a_hybrids_components_keep_their_own_checkpoints(tmp_path, monkeypatch):
                      {"model": "retrieval", "set": {"model.embedding_dim": 8}},
                      {"model": "retrieval", "set": {"model.embedding_dim": 16}}]}  # fmt: skip
     straight = run(load_config(None, {**overrides, "run_dir": str(tmp_path / "a")}), "valid", lambda _: None)
-    save, saves = fit.Checkpointing._save, []
-
-    def save_then_die(self, epoch, step):
-        save(self, epoch, step)
-        saves.append((epoch, step))
-        if len(saves) == 3:  # the second component's first epoch
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(fit.Checkpointing, "_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run(load_config(None, {**overrides, "run_dir": str(tmp_path / "b")}), "valid", lambda _: None)
+    # Killed after the third save: the second component's first epoch.
+    killed = load_config(None, {**overrides, "run_dir": str(tmp_path / "b")})
+    _killed_after_checkpoint(monkeypatch, lambda _e, _s, saves: saves == 3,
+                             lambda: run(killed, "valid", lambda _: None))
     assert len(list((tmp_path / "b" / "checkpoints").iterdir())) == 2
-    monkeypatch.setattr(fit.Checkpointing, "_save", save)
     resumed = run(load_config(None, {**overrides, "run_dir": str(tmp_path / "b")}), "valid", lambda _: None)
     figures = [{k: v for k, v in r.metrics.items() if k != "train_seconds"} for r in (straight, resumed)]
     assert figures[0] == figures[1]
@@ -201,7 +201,6 @@ def test_a_hybrids_components_keep_their_own_checkpoints(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_killed_tuning_reuses_finished_trials_and_resumes_the_running_one(tmp_path, monkeypatch, capsys):
     from tfrs_movies.config import load_config
-    from tfrs_movies.training import fit
     from tfrs_movies.tuning.grid import SearchSpace
     from tfrs_movies.tuning.runner import TuneOptions, tune
     from tfrs_movies.tuning.store import TuningDir
@@ -212,18 +211,10 @@ def test_a_killed_tuning_reuses_finished_trials_and_resumes_the_running_one(tmp_
     space = SearchSpace(axes={"model.embedding_dim": [4, 8]}, fixed={"model.name": "retrieval"})
     options = {"metric": "recall@10", "final_test": False}
     tune(base, space, TuneOptions(tmp_path / "straight", **options), say=lambda _: None)
-    save, saves = fit.Checkpointing._save, []
-
-    def save_then_die(self, epoch, step):
-        save(self, epoch, step)
-        saves.append((epoch, step))
-        if len(saves) == 3:  # the second trial's first epoch
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(fit.Checkpointing, "_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        tune(base, space, TuneOptions(tmp_path / "killed", **options), say=lambda _: None)
-    monkeypatch.setattr(fit.Checkpointing, "_save", save)
+    # Killed after the third save: the second trial's first epoch.
+    _killed_after_checkpoint(monkeypatch, lambda _e, _s, saves: saves == 3,
+                             lambda: tune(base, space, TuneOptions(tmp_path / "killed", **options),
+                                          say=lambda _: None))  # fmt: skip
     finished = TuningDir(tmp_path / "killed").finished()
     assert len(finished) == 1
     capsys.readouterr()
