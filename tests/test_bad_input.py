@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import tfrs_movies.data as data_module
+from tests.payloads import PicklePayload
 from tfrs_movies import schema as S
 from tfrs_movies.config import load_config
 from tfrs_movies.data import DatasetNotFoundError, load_dataset, resolve_dataset
@@ -349,18 +350,10 @@ def test_a_pickled_payload_in_an_export_is_refused_not_run(exported_retrieval, t
 
     export = shutil.copytree(exported_retrieval, tmp_path / "export")
     marker = tmp_path / "pwned"
-    np.save(export / "popularity.npy", np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+    np.save(export / "popularity.npy", np.array([PicklePayload(marker)], dtype=object), allow_pickle=True)
     with pytest.raises(ServingError, match="corrupted"):
         load_export(export)
     assert not marker.exists()
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 # ----- finding 9: artifacts are readable like every other file (0644 less the umask) ----------------

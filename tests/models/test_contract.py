@@ -12,11 +12,11 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.payloads import PicklePayload
 from tfrs_movies import schema as S
 from tfrs_movies.config import ConfigError, load_config
 from tfrs_movies.models.base import Recommender
@@ -171,18 +171,10 @@ def test_loading_never_unpickles(fitted, tmp_path):
     """An arrays file holding a pickled object is refused, not executed."""
     path = fitted("popularity").save(tmp_path / "model")
     marker = tmp_path / "pwned"
-    np.savez(path / ARRAYS_FILE, a0=np.array([_Payload(marker)], dtype=object))
+    np.savez(path / ARRAYS_FILE, a0=np.array([PicklePayload(marker)], dtype=object))
     with pytest.raises(ModelFormatError):
         Recommender.load(path)
     assert not marker.exists()
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 # ----- export: every model serves its top-N from SavedModels ---------------------------------------
