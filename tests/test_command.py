@@ -45,11 +45,7 @@ def test_a_subcommand_runs_its_module_and_returns_its_exit_status(tmp_path):
     assert missing.stderr.startswith("error:")
 
 
-# serve's module imports the HTTP app, whose TensorFlow Serving dialect imports TensorFlow at the top.
-LIGHT = [name for name in SUBCOMMANDS if name != "serve"]
-
-
-HELP_ARGVS = [["--help"], ["--version"]] + [[name, "--help"] for name in LIGHT]
+HELP_ARGVS = [["--help"], ["--version"]] + [[name, "--help"] for name in SUBCOMMANDS]
 
 
 @pytest.mark.slow  # one interpreter imports pandas and matplotlib: 3-4 s

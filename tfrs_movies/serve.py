@@ -26,7 +26,7 @@ if tfrs_movies.LOG_LEVEL_SET_BY_US:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 from tfrs_movies.cli import command_parser  # noqa: E402
-from tfrs_movies.serving.http.app import ServerSettings  # noqa: E402
+from tfrs_movies.serving.http.settings import ServerSettings  # noqa: E402
 from tfrs_movies.serving.load import ServingError, load_export  # noqa: E402
 
 DEFAULTS = ServerSettings()

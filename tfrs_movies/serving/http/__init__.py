@@ -1,6 +1,5 @@
-"""Serve an export over HTTP: the JSON API, TensorFlow Serving's REST dialect and the page
-(``python -m tfrs_movies.serve``)."""
+"""Serve an export over HTTP: the JSON API (:mod:`.app`), TensorFlow Serving's REST dialect
+(:mod:`.tf_serving`) and the page (``python -m tfrs_movies.serve``).
 
-from tfrs_movies.serving.http.app import ServerSettings, create_app, warm_up
-
-__all__ = ["ServerSettings", "create_app", "warm_up"]
+Nothing is imported here, so that ``serve --help`` (which needs only :mod:`.settings`) loads no TensorFlow.
+"""

@@ -31,7 +31,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
@@ -48,6 +48,7 @@ import tfrs_movies
 from tfrs_movies import schema as S
 from tfrs_movies.serving.http import tf_serving
 from tfrs_movies.serving.http.batching import MicroBatcher, predict_many, predictor, search_many, searcher
+from tfrs_movies.serving.http.settings import ServerSettings
 from tfrs_movies.serving.load import AGGREGATIONS, INDEXES, Exported, Recommendations, ServingError
 
 log = logging.getLogger("tfrs_movies.serve")
@@ -56,18 +57,6 @@ log = logging.getLogger("tfrs_movies.serve")
 OPEN_PATHS = frozenset({"/health", "/"})
 # The columns every recommended item has (null where the answer has no such column).
 ITEM_FIELDS = ("movie_id", "title", "year", "score", "retrieval_score", "rating", "stage", "because")
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """What the command line sets: the token, request caps and micro-batching."""
-
-    token: str | None = None
-    max_body_bytes: int = 1_000_000
-    max_batch_users: int = 1_000
-    micro_batch: int = 64  # the most single-user searches in one index call (1: no micro-batching)
-    max_wait_ms: float = 2.0  # how long the first search of a batch waits for others
-    threads: int = 64  # request threads (each waits on its index call)
 
 
 def _plain(value: Any) -> Any:
