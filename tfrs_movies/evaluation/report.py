@@ -5,8 +5,9 @@ directory's trials hold the same, measured on validation. Rows are only comparab
 so :func:`split_problems` names the first difference of data, split, evaluation settings or evaluated
 set between runs. Columns (from the metric table, :mod:`tfrs_movies.evaluation.metrics_table`): rating
 metrics (RMSE, MAE, and their normalised-scale versions), classification metrics (accuracy, AUC,
-log-loss), top-N metrics (recall, precision, NDCG, MAP, HR at each K), training seconds, model size
-(bytes of ``<run>/model`` on disk) and parameters (where recorded).
+log-loss), top-N metrics (recall, precision, NDCG, MAP, HR, MRR at each K) and what the lists do to the
+catalogue (coverage, novelty, Gini), training seconds, model size (bytes of ``<run>/model`` on disk),
+weights (the model's learned numbers, where recorded) and params (what the config sets for the model).
 """
 
 from __future__ import annotations
@@ -50,8 +51,61 @@ class Run:
 
     @property
     def parameters(self) -> int | None:
-        value = self.metrics.get("parameters")
-        return int(value) if value is not None else None
+        """The fitted model's learned numbers: ``metrics.json``'s ``parameters`` (tuning trials), else
+        the export manifest's (every exported run); None when neither records it."""
+        value = self.metrics.get("parameters", _manifest(self.path).get("parameters"))
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def settings(self) -> str:
+        """The run's model as configured, in one short line: :func:`model_settings` of its config."""
+        return model_settings(self.config)
+
+
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    """``<run>/export/manifest.json`` as a mapping; empty when the run has no (readable) export."""
+    try:
+        manifest = json.loads((run_dir / "export" / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+# Training keys shown beside the model's own when a run sets them away from the built-in defaults.
+SETTINGS_TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "optimizer")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def model_settings(config: dict[str, Any]) -> str:
+    """What a run's ``config.yaml`` sets for its model, as ``key=value`` words: every ``model.params``
+    entry, then the shared ``model.*`` keys and ``train.epochs/batch_size/learning_rate/optimizer`` whose
+    value differs from the built-in defaults (:data:`tfrs_movies.config.DEFAULTS`); ``"defaults"`` when
+    it sets nothing. ``{"model": {"name": "ease", "params": {"l2": 400}}}`` -> ``"l2=400"``."""
+    from tfrs_movies.config import DEFAULTS
+
+    model = config.get("model") or {}
+    params = _flat(model.get("params") or {})
+    shared = {f"model.{k}": v for k, v in model.items() if k not in ("name", "params")}
+    shared.update({f"train.{k}": (config.get("train") or {}).get(k) for k in SETTINGS_TRAIN_KEYS})
+    defaults = _flat({"model": DEFAULTS["model"], "train": DEFAULTS["train"]})
+    changed = {k.split(".", 1)[1]: v for k, v in shared.items() if k in defaults and v != defaults[k]}
+    words = [f"{k}={_short(v)}" for k, v in {**params, **changed}.items()]
+    return " ".join(words) or "defaults"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(map(_short, value)) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _disk_size(path: Path) -> int | None:
@@ -174,9 +228,10 @@ def _human_count(count: int | None) -> str:
 
 def markdown_table(runs: list[Run], columns: list[str] | None = None, with_split: bool = False) -> str:
     """A Markdown table: one row per run, ``columns`` (default :func:`metric_columns`) to 4 decimals,
-    then train seconds, model size on disk and parameters."""
+    then train seconds, model size on disk, ``weights`` (the model's learned numbers, where recorded)
+    and ``params`` (:func:`model_settings`: what the config sets for the model)."""
     columns = columns if columns is not None else metric_columns(runs)
-    head = ["run", *columns, "train s", "model size", "params"] + (["split"] if with_split else [])
+    head = ["run", *columns, "train s", "model size", "weights", "params"] + (["split"] if with_split else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in runs:
         cells = [run.label.replace("|", "/")]
@@ -185,7 +240,7 @@ def markdown_table(runs: list[Run], columns: list[str] | None = None, with_split
             cells.append(f"{value:.4f}" if isinstance(value, (int, float)) else "")
         seconds = run.metrics.get("train_seconds")
         cells += [f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "", human_bytes(run.model_bytes),
-                  _human_count(run.parameters)]  # fmt: skip
+                  _human_count(run.parameters), run.settings.replace("|", "/")]  # fmt: skip
         if with_split:
             signature = split_signature(run)
             cells.append(f"{signature['data.name']} {signature['data.split.kind']} ({run.evaluated_on})")
@@ -193,48 +248,99 @@ def markdown_table(runs: list[Run], columns: list[str] | None = None, with_split
     return "\n".join(lines)
 
 
-def plot_runs(runs: list[Run], path: str | Path, title: str = "") -> Path:
-    """A PNG of four panels (runs as bars): rating metrics, top-N metrics at the smallest K, training
-    seconds and model size; a panel without figures says so."""
+def _panel_metrics(runs: list[Run]) -> list[str]:
+    """The figures the chart draws, one panel each, in order: rating and classification metrics, the
+    top-N accuracy metrics at the smallest K, coverage, novelty and Gini at that K, train seconds, model
+    size; only those at least one run has (a panel is never empty)."""
+    columns = metric_columns(runs)
+    k = min((M.cutoff(c) for c in columns if M.is_top_n(c)), default=None)
+    at_k = [f"{m}@{k}" for m in TOP_N + BEYOND_ACCURACY if k is not None and f"{m}@{k}" in columns]
+    chosen = [c for c in columns if not M.is_top_n(c)] + at_k
+    costs = ("train_seconds", "model_mib", "parameters")
+    chosen += [m for m in costs if any(_figure(r, m) is not None for r in runs)]
+    return chosen
+
+
+def _figure(run: Run, name: str) -> float | None:
+    """One number of a run for the chart (``model_mib``: its model folder in MiB); None when absent."""
+    if name == "model_mib":
+        return run.model_bytes / 2**20 if run.model_bytes is not None else None
+    if name == "parameters":
+        return float(run.parameters) if run.parameters is not None else None
+    value = run.metrics.get(name)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# How a chart panel is titled: the figure and which way is better.
+_PANEL_TITLE = {
+    "train_seconds": "train seconds (lower is better)",
+    "model_mib": "model on disk, MiB",
+    "parameters": "weights (learned numbers)",
+}
+
+
+def _panel_title(name: str) -> str:
+    if name in _PANEL_TITLE:
+        return _PANEL_TITLE[name]
+    unit = " (bits)" if name.startswith("novelty@") else ""
+    return f"{name}{unit} ({M.direction(name)} is better)"
+
+
+def _bar_label(value: float) -> str:
+    """3 decimals below 10 (metrics), 1 below 1,000 (seconds, MiB), else a whole number with commas."""
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def chart(runs: list[Run], title: str = "", columns: int = 4):
+    """The report's matplotlib figure: small panels, one per figure that some run has (see
+    :func:`_panel_metrics`; never an empty one), ``columns`` to a row. The runs are horizontal bars in
+    one colour each, in the same order in every panel, each bar labelled with its value, and ``n/a``
+    where a run lacks that figure (a rating metric of a top-N model). The runs are named on the y axis
+    of each row's first panel, so there is no legend to cover a bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    columns = metric_columns(runs)
-    k = min((M.cutoff(c) for c in columns if M.is_top_n(c)), default=None)
-    panels = [
-        ("rating metrics (lower is better)", [c for c in columns if M.is_rating(c)]),
-        (
-            f"top-N metrics @{k} (higher is better)",
-            [c for c in columns if k is not None and c.endswith(f"@{k}") and M.metric(c).family in TOP_N],
-        ),
-        ("train seconds", ["train_seconds"]),
-        ("model size on disk (MiB)", ["model_mib"]),
-    ]
-    values = {run.label: dict(run.metrics, model_mib=(run.model_bytes or 0) / 2**20) for run in runs}
-    height = max(3.0, 0.45 * len(runs) + 1.5)  # per row of panels
-    fig, axes = plt.subplots(2, 2, figsize=(13, height * 2))
+    names = _panel_metrics(runs)
+    n_cols = max(1, min(columns, len(names)))
+    n_rows = max(1, -(-len(names) // n_cols))
+    row_height = 0.32 * len(runs) + 1.1
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols + 1.6, row_height * n_rows + 0.8),
+                             sharey=True, squeeze=False)  # fmt: skip
+    colours = plt.get_cmap("tab10")
     y = np.arange(len(runs))
-    for ax, (name, metrics) in zip(axes.ravel(), panels, strict=True):
-        ax.set_title(name, fontsize=10)
-        metrics = [m for m in metrics if any(isinstance(values[r.label].get(m), (int, float)) for r in runs)]
-        if not metrics:
-            ax.text(0.5, 0.5, "no run has these figures", ha="center", va="center", transform=ax.transAxes)
-            ax.set_axis_off()
-            continue
-        width = 0.8 / len(metrics)
-        for i, metric in enumerate(metrics):
-            bars = [float(values[r.label].get(metric) or 0.0) for r in runs]
-            ax.barh(y + i * width - 0.4 + width / 2, bars, height=width, label=metric)
-        ax.set_yticks(y, [r.label[:40] for r in runs], fontsize=8)
-        ax.invert_yaxis()
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        figures = [_figure(run, name) for run in runs]
+        bars = [v if v is not None else 0.0 for v in figures]
+        ax.barh(y, bars, height=0.7, color=[colours(i % 10) for i in range(len(runs))])
+        ax.set_title(_panel_title(name), fontsize=9)
+        top = max(bars) if max(bars) > 0 else 1.0
+        ax.set_xlim(0, top * 1.3)  # room for the labels at the bars' ends
+        for row, value in enumerate(figures):
+            text = "n/a" if value is None else _bar_label(value)
+            ax.text(bars[row] + top * 0.02, row, text, va="center", fontsize=7,
+                    color="0.45" if value is None else "black")  # fmt: skip
         ax.grid(axis="x", alpha=0.3)
-        if len(metrics) > 1:
-            ax.legend(fontsize=7)
-    fig.suptitle(title or f"{len(runs)} runs", fontsize=11)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.tick_params(axis="y", labelsize=8)
+    for ax in axes.ravel()[len(names) :]:
+        ax.set_visible(False)  # the last row's unused slots: hidden, not drawn empty
+    axes[0, 0].set_yticks(y, [r.label[:40] for r in runs])
+    axes[0, 0].invert_yaxis()
+    ks = {M.cutoff(n) for n in names if M.is_metric(n) and M.is_top_n(n)}
+    at = f"; top-N panels at K={min(ks)} (every K in report.md)" if ks else ""
+    fig.suptitle((title or f"{len(runs)} runs") + at, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def plot_runs(runs: list[Run], path: str | Path, title: str = "", columns: int = 4) -> Path:
+    """Write :func:`chart` as a PNG at ``path`` (atomic)."""
+    import matplotlib.pyplot as plt
+
+    fig = chart(runs, title, columns)
     path = Path(path)
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=100)
