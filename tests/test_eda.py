@@ -82,20 +82,57 @@ def test_half_star_scale_has_a_bar_per_half_star(tiny_world):
     assert whole.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
-def test_main_loads_the_named_dataset_and_writes(tiny_world, tmp_path, monkeypatch, capsys):
-    calls = []
+def test_main_finds_the_dataset_as_train_does(tiny_world, tmp_path, monkeypatch, capsys):
+    """No --dataset: the config's default (ml-100k), resolved by the same function train uses; --dataset
+    and --data-dir are passed on as data.name and data.dir."""
+    configs = []
 
-    def fake_load(name, data_dir=None, on_bad_lines="error"):
-        calls.append((name, data_dir))
+    def fake_resolve(config, say=print):
+        configs.append(config["data"])
+        say("data: the tiny world")
         return tiny_world.dataset
 
-    monkeypatch.setattr(tfrs_movies.data, "load_dataset", fake_load, raising=False)
-    status = eda_main(
-        ["--dataset", "ml-100k", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "o")]
+    monkeypatch.setattr(tfrs_movies.data, "resolve_dataset", fake_resolve)
+    assert eda_main(["--out", str(tmp_path / "o")]) == 0
+    assert configs[-1]["name"] == "ml-100k" and configs[-1]["dir"] is None
+    out = capsys.readouterr()
+    assert sorted(out.out.split()) == sorted(str(tmp_path / "o" / name) for name in ALL)
+    assert out.err.strip() == "data: the tiny world"  # stdout holds only the paths written
+    monkeypatch.setattr("tfrs_movies.eda.write_eda_plots", lambda dataset, out: [])  # plotted above
+    status = eda_main(["--dataset", "ml-1m", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "p")])
+    assert status == 0 and (configs[-1]["name"], configs[-1]["dir"]) == ("ml-1m", str(tmp_path / "d"))
+
+
+def test_occupation_shares_sum_to_one_per_row(tiny_world):
+    counts = eda.occupation_genre_counts(tiny_world.dataset)
+    shares = eda.occupation_genre_shares(tiny_world.dataset)
+    np.testing.assert_allclose(shares.sum(axis=1).to_numpy(), 1.0)
+    assert shares.index[-1] == eda.ALL_OCCUPATIONS and set(shares.index[:-1]) == set(counts.index)
+    assert shares.loc["student", "Drama"] == pytest.approx(
+        counts.loc["student", "Drama"] / counts.loc["student"].sum()
     )
-    assert status == 0 and calls == [("ml-100k", str(tmp_path / "d"))]
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(ALL)
-    assert sorted(capsys.readouterr().out.split()) == sorted(str(tmp_path / "o" / name) for name in ALL)
+    overall = counts.sum(axis=0)
+    assert shares.loc[eda.ALL_OCCUPATIONS, "Drama"] == pytest.approx(overall["Drama"] / overall.sum())
+    assert list(shares.loc[eda.ALL_OCCUPATIONS]) == sorted(shares.loc[eda.ALL_OCCUPATIONS], reverse=True)
+    per_occupation = eda.occupation_rating_counts(tiny_world.dataset)
+    assert list(shares.index[:-1]) == list(per_occupation.sort_values(ascending=False, kind="stable").index)
+
+
+def test_genre_panels_share_one_genre_axis(tiny_world, tmp_path, monkeypatch):
+    """The genre chart: three panels over the same genres in the same order (one shared y axis), not two
+    y axes over one set of bars."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(eda, "_save", lambda fig, path: figures.append(fig) or path)
+    eda.plot_genres(tiny_world.dataset, tmp_path / "g.png")
+    axes = figures[0].axes
+    assert [ax.get_title() for ax in axes] == ["ratings", "movies", "ratings per movie"]
+    assert all(ax.get_shared_y_axes().joined(axes[0], ax) for ax in axes)
+    counts = eda.genre_counts(tiny_world.dataset).sort_values("ratings", ascending=False)
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == list(counts.index)
+    assert [bar.get_width() for bar in axes[1].patches] == list(counts["movies"])
+    plt.close(figures[0])
 
 
 @pytest.mark.ml100k

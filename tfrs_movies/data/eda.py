@@ -2,9 +2,10 @@
 
 :func:`write_eda_plots` (what ``python -m tfrs_movies.eda --dataset ml-100k --out runs/eda`` runs) writes:
 
-- ``genres.png``: ratings and movies per genre (two series, two y axes: the ratio between them is the point);
+- ``genres.png``: ratings, movies and ratings per movie by genre (three aligned panels, one genre axis);
 - ``user_genres.png``: how many distinct genres each user rated (histogram);
-- ``occupation_genre.png``: ratings per occupation x genre (heatmap, cells annotated when they fit);
+- ``occupation_genre.png``: each occupation's genre shares (heatmap, rows sum to 100 %, with a row for
+  every rating together; cells annotated when they fit);
 - ``ratings.png``: the rating distribution over the dataset's rating scale (half stars included).
 
 A plot whose inputs the dataset lacks (no genres, no occupations) is skipped with a logged note. The counts
@@ -37,6 +38,7 @@ USER_GENRES_PNG = "user_genres.png"
 OCCUPATION_GENRE_PNG = "occupation_genre.png"
 RATINGS_PNG = "ratings.png"
 _ANNOTATE_MAX_CELLS = 600
+ALL_OCCUPATIONS = "all occupations"  # the last row of the occupation x genre shares
 _DPI = 120
 
 
@@ -155,24 +157,36 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def plot_genres(dataset: S.Dataset, path: str | Path) -> Path | None:
-    """Bar chart of ratings (left axis) and movies (right axis) per genre, most rated first."""
+    """Three aligned panels over the same genres (one y axis, most rated genre at the top): ratings per
+    genre, movies per genre, and ratings per movie (the ratio of the two: how much attention a genre's
+    movies get each). Each bar is labelled with its value."""
     if not genre_vocabulary(dataset):
         log.info("%s: skipped, the dataset has no genres", GENRES_PNG)
         return None
     counts = genre_counts(dataset).sort_values("ratings", ascending=False)
-    x = np.arange(len(counts))
-    width = 0.4
-    fig, ax = plt.subplots(figsize=(max(8, 0.55 * len(counts) + 2), 5))
-    bars_r = ax.bar(x - width / 2, counts["ratings"], width, color="tab:blue", label="ratings")
-    ax.set_ylabel("ratings")
-    ax2 = ax.twinx()
-    bars_m = ax2.bar(x + width / 2, counts["movies"], width, color="tab:orange", label="movies")
-    ax2.set_ylabel("movies")
-    ax.set_xticks(x, counts.index, rotation=45, ha="right")
-    ax.set_xlabel("genre")
-    ax.set_title(_title(dataset, "ratings and movies per genre"))
-    ax.legend([bars_r, bars_m], ["ratings (left axis)", "movies (right axis)"], loc="upper right")
-    ax.grid(axis="y", alpha=0.3)
+    per_movie = (counts["ratings"] / counts["movies"].where(counts["movies"] > 0)).fillna(0.0)
+    panels = (
+        ("ratings", counts["ratings"].to_numpy(), "tab:blue", _compact),
+        ("movies", counts["movies"].to_numpy(), "tab:orange", _compact),
+        ("ratings per movie", per_movie.to_numpy(), "tab:green", lambda v: f"{v:,.0f}"),
+    )
+    y = np.arange(len(counts))
+    fig, axes = plt.subplots(1, 3, sharey=True, figsize=(12, max(4.0, 0.3 * len(counts) + 1.5)))
+    for ax, (name, values, colour, label) in zip(axes, panels, strict=True):
+        ax.barh(y, values, color=colour, height=0.75)
+        top = float(values.max()) if len(values) and values.max() > 0 else 1.0
+        for row, value in enumerate(values):
+            ax.text(value + top * 0.02, row, label(int(round(value))), va="center", fontsize=7)
+        ax.set_xlim(0, top * 1.2)
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    axes[0].set_yticks(y, counts.index)
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel("genre")
+    fig.suptitle(_title(dataset, "ratings, movies and ratings per movie, by genre (a movie counts in each "
+                                 "of its genres)"))  # fmt: skip
+    fig.tight_layout()
     return _save(fig, Path(path))
 
 
@@ -207,35 +221,59 @@ def _compact(n: int) -> str:
     return str(n)
 
 
-def plot_occupation_genre(dataset: S.Dataset, path: str | Path) -> Path | None:
-    """Heatmap of ratings per occupation x genre, annotated with the counts when the grid is small."""
+def occupation_genre_shares(dataset: S.Dataset) -> pd.DataFrame:
+    """Each occupation's genre mix: :func:`occupation_genre_counts` divided by its row sum, so each row
+    sums to 1 (a rating of a movie with several genres counts once in each). Occupations with the most
+    ratings first, then a last row ``"all occupations"`` (every rating) to compare with; columns ordered
+    by that last row, largest share first. Empty when users have no occupation."""
     counts = occupation_genre_counts(dataset)
     if counts.empty:
+        return counts
+    counts = counts.loc[counts.sum(axis=1) > 0]
+    ratings = occupation_rating_counts(dataset).reindex(counts.index).fillna(0)
+    counts = counts.loc[ratings.sort_values(ascending=False, kind="stable").index]
+    counts.loc[ALL_OCCUPATIONS] = counts.sum(axis=0)
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    return shares[shares.loc[ALL_OCCUPATIONS].sort_values(ascending=False, kind="stable").index]
+
+
+def occupation_rating_counts(dataset: S.Dataset) -> pd.Series:
+    """Ratings given by the users of each occupation (each rating once), indexed by occupation."""
+    users = dataset.users.drop_duplicates(S.USER_ID)
+    occupation = users.set_index(S.USER_ID)[S.OCCUPATION].astype("string").str.strip()
+    per_rating = dataset.ratings[S.USER_ID].map(occupation)
+    return per_rating[per_rating.notna() & (per_rating != "")].value_counts()
+
+
+def plot_occupation_genre(dataset: S.Dataset, path: str | Path) -> Path | None:
+    """Heatmap of :func:`occupation_genre_shares` (each row sums to 100 %: an occupation's taste, not its
+    size), the occupation's number of ratings beside its name, annotated with percentages when the grid
+    is small; the last row is every rating together."""
+    shares = occupation_genre_shares(dataset)
+    if shares.empty:
         log.info("%s: skipped, the dataset has no user occupations or no genres", OCCUPATION_GENRE_PNG)
         return None
-    n_occ, n_gen = counts.shape
-    fig, ax = plt.subplots(figsize=(max(8, 0.6 * n_gen + 3), max(4, 0.4 * n_occ + 2)))
-    values = counts.to_numpy()
+    ratings = occupation_rating_counts(dataset)
+    ratings[ALL_OCCUPATIONS] = int(ratings.sum())
+    n_occ, n_gen = shares.shape
+    fig, ax = plt.subplots(figsize=(max(8, 0.6 * n_gen + 4), max(4, 0.4 * n_occ + 2.5)))
+    values = 100 * shares.to_numpy()
     image = ax.imshow(values, aspect="auto", cmap="viridis")
-    fig.colorbar(image, ax=ax, label="ratings")
-    ax.set_xticks(np.arange(n_gen), counts.columns, rotation=45, ha="right")
-    ax.set_yticks(np.arange(n_occ), counts.index)
+    fig.colorbar(image, ax=ax, label="% of the row (each row sums to 100 %)")
+    ax.set_xticks(np.arange(n_gen), shares.columns, rotation=45, ha="right")
+    labels = [f"{name} ({_compact(int(ratings.get(name, 0)))})" for name in shares.index]
+    ax.set_yticks(np.arange(n_occ), labels)
+    ax.axhline(n_occ - 1.5, color="white", linewidth=2)  # the "all occupations" row apart
     ax.set_xlabel("genre")
-    ax.set_ylabel("occupation")
-    ax.set_title(_title(dataset, "ratings per occupation and genre"))
+    ax.set_ylabel("occupation (ratings)")
+    ax.set_title(_title(dataset, "genre shares within each occupation (rows sum to 100 %; a movie with "
+                                 "several genres counts in each)"), fontsize=10)  # fmt: skip
     if values.size <= _ANNOTATE_MAX_CELLS:
         threshold = values.max() / 2
         for i in range(n_occ):
             for j in range(n_gen):
-                ax.text(
-                    j,
-                    i,
-                    _compact(int(values[i, j])),
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="black" if values[i, j] > threshold else "white",
-                )
+                ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="black" if values[i, j] > threshold else "white")  # fmt: skip
     return _save(fig, Path(path))
 
 
