@@ -84,17 +84,24 @@ def command_parser(name: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """The options every command shares: ``--debug`` and ``--verbose`` (read by :func:`guarded`)."""
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also TFRS_MOVIES_DEBUG=1)")  # fmt: skip
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up log lines and warnings")  # fmt: skip
 
 
 def debug_wanted(flag: bool = False) -> bool:
     return flag or os.environ.get("TFRS_MOVIES_DEBUG", "").strip() not in ("", "0")
 
 
-def guarded(body: Callable[[], int], debug: bool = False) -> int:
+def guarded(body: Callable[[], int], debug: bool = False, verbose: bool = False) -> int:
     """Run a command's body: its own return value, or one ``error:`` line and :func:`exit_status` for a
-    project error (the traceback first when :func:`debug_wanted`)."""
+    project error (the traceback first when :func:`debug_wanted`). TensorFlow's start-up log lines are
+    hidden first unless ``verbose`` (:func:`tfrs_movies.logs.configure`)."""
+    from tfrs_movies import logs
+
+    logs.configure(verbose)
     try:
         return body()
     except Exception as err:

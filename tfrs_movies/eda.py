@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return guarded(lambda: _eda(args), args.debug)
+    return guarded(lambda: _eda(args), args.debug, args.verbose)
 
 
 def _eda(args: argparse.Namespace) -> int:

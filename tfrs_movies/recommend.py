@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if tfrs_movies.LOG_LEVEL_SET_BY_US:
         _quiet_graph_optimizer()
-    return guarded(lambda: _answer(args), args.debug)
+    return guarded(lambda: _answer(args), args.debug, args.verbose)
 
 
 def _answer(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="warn instead of refusing when runs are not on the same split")  # fmt: skip
     add_debug_flag(parser)
     args = parser.parse_args(argv)
-    return guarded(lambda: _report(args), args.debug)
+    return guarded(lambda: _report(args), args.debug, args.verbose)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Errors are one line (exit 2: a setting; 1: the data or the training); ``--debug``: the traceback."""
     args = parse_args(argv)
-    return guarded(lambda: _train(args), args.debug)
+    return guarded(lambda: _train(args), args.debug, args.verbose)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ def default_tune_dir(config_path: str | None, grid_path: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Errors are one line (exit 2: a setting; 1: the data); ``--debug`` shows the traceback."""
     args = parse_args(argv)
-    return guarded(lambda: _tune(args), args.debug)
+    return guarded(lambda: _tune(args), args.debug, args.verbose)
 
 
 def _tune(args: argparse.Namespace) -> int:

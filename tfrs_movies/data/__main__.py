@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_COMMANDS[args.command](args)))
         return 0
 
-    return guarded(body, args.debug)
+    return guarded(body, args.debug, args.verbose)
 
 
 if __name__ == "__main__":

@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         print(path)
         return 0
 
-    return guarded(body, args.debug)
+    return guarded(body, args.debug, args.verbose)
 
 
 if __name__ == "__main__":
