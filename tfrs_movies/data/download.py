@@ -36,11 +36,11 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import TextIO
 
 from tfrs_movies.data.registry import DATASETS as _TABLE
 from tfrs_movies.data.registry import GROUPLENS_URL, DatasetSource  # noqa: F401  (public names here too)
 from tfrs_movies.io import remove_stale_temporaries, temporary_sibling
+from tfrs_movies.progress import Progress
 
 IMDB_URL = "https://datasets.imdbws.com"
 KAGGLE_NETFLIX_URL = "https://www.kaggle.com/datasets/netflix-inc/netflix-prize-data"
@@ -297,7 +297,7 @@ def _fetch(url: str, folder: Path, *, timeout: float, progress: bool) -> Path:
         with open(path, "xb") as out, _open(url, timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
-            with Progress(label, total, enabled=progress) as shown:
+            with Progress(label, total, unit="B", enabled=progress) as shown:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     done += len(chunk)
@@ -310,48 +310,6 @@ def _fetch(url: str, folder: Path, *, timeout: float, progress: bool) -> Path:
             raise DownloadError(f"{url}: {err}") from err
         raise
     return path
-
-
-class Progress:
-    """A download's progress on standard error: a tqdm bar on a terminal; elsewhere (a log file, CI, a
-    pipe) one line per tenth of the file, or per 10 MB when its size is unknown, and one at the end.
-
-    ``with Progress("u.data", total_bytes) as shown: shown.update(n_bytes)``; ``enabled=False``: silent.
-    """
-
-    LINE_EVERY_UNKNOWN = 10_000_000  # bytes between lines when the size is unknown
-
-    def __init__(self, label: str, total: int, *, enabled: bool = True, stream: TextIO | None = None):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.stream = stream if stream is not None else sys.stderr
-        self.done, self.shown = 0, -1
-        self.step = total / 10 if total else self.LINE_EVERY_UNKNOWN
-        self.bar = None
-        if enabled and self.stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total or None, desc=label, unit="B", unit_scale=True, file=self.stream)
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.enabled and self.done // self.step > self.shown // self.step:
-            self._line()
-
-    def _line(self) -> None:
-        size = f"/{self.total / 1e6:.1f} MB ({100 * self.done / self.total:3.0f}%)" if self.total else " MB"
-        print(f"{self.label}: {self.done / 1e6:.1f}{size}", file=self.stream, flush=True)
-        self.shown = self.done
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled and exc[0] is None and self.shown != self.done:
-            self._line()
 
 
 def _digest(path: Path, algorithm: str) -> str:

@@ -10,6 +10,11 @@ from the catalogue so that one batch's (users x items) float32 score block stays
 decides); the top K is taken a few rows at a time, relevance is looked up in the sparse test matrix
 (never densified) and only the (users, K) hits and one boolean per catalogue item (coverage) are kept.
 The seen and relevant tables are CSR matrices over the evaluated users (size: their number of ratings).
+
+A long evaluation shows its progress over the user batches (:class:`~tfrs_movies.progress.Progress`: a
+bar on a terminal, a line per tenth elsewhere), only when it has at least :data:`PROGRESS_MIN_BATCHES`
+batches and only once it has run :data:`PROGRESS_DELAY_S` seconds, so short ones (tests, ML-100K's two
+batches) print nothing; ``evaluate(..., progress=False)`` never does.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from tfrs_movies.evaluation.metrics import (
     ranking_metrics,
     self_information,
 )
+from tfrs_movies.progress import Progress
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 SCORE_BLOCK_BYTES = 256 * 2**20  # most bytes of one batch's float32 (users x items) score block
 _TOP_K_BLOCK_BYTES = 32 * 2**20  # argpartition's temporaries (int64 indexes, negated scores) per block
+PROGRESS_MIN_BATCHES = 10  # fewer user batches: no progress shown
+PROGRESS_DELAY_S = 2.0  # nothing shown before an evaluation has run this long
 
 
 def rows_per_block(n_items: int, limit: int | None = None, block_bytes: int = SCORE_BLOCK_BYTES) -> int:
@@ -163,14 +171,16 @@ class FullRankingEvaluator:
         self.information = self_information(counts, len(_id_counts(train[S.USER_ID].to_numpy())))
 
     def evaluate(
-        self, score: ScoreFn, batch_size: int = 512, block_bytes: int = SCORE_BLOCK_BYTES
-    ) -> dict[str, float]:
+        self, score: ScoreFn, batch_size: int = 512, block_bytes: int = SCORE_BLOCK_BYTES,
+        progress: bool = True,
+    ) -> dict[str, float]:  # fmt: skip
         """Average metrics over test users (``novelty@k`` among them), plus the catalogue-wide
         ``coverage@k`` (share of items in someone's top k) and ``gini@k`` (how unequally the top-k slots
         are spread over the items), and ``users`` (how many were ranked).
 
         Users go to ``score`` at most ``batch_size`` at a time, fewer where the catalogue is so wide
-        that a batch's float32 score block would pass ``block_bytes``.
+        that a batch's float32 score block would pass ``block_bytes``. ``progress``: show a long
+        evaluation's progress on standard error (see the module docstring).
         """
         if len(self.users) == 0:
             raise ValueError("no test user has a relevant item in the catalogue")
@@ -179,26 +189,33 @@ class FullRankingEvaluator:
         step = rows_per_block(n_items, batch_size, block_bytes)
         sums: dict[str, float] = {}
         times_recommended = {k: np.zeros(n_items, dtype=np.int64) for k in self.ks}
-        for start in range(0, len(self.users), step):
-            stop = min(start + step, len(self.users))
-            scores = np.array(score(self.users[start:stop]), dtype=np.float32, copy=True)
-            if scores.shape != (stop - start, n_items):
-                raise ValueError(
-                    f"score function returned shape {scores.shape}, expected {(stop - start, n_items)}"
-                )
-            if self.seen is not None:
-                seen = self.seen[start:stop]
-                rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
-                scores[rows, seen.indices] = -np.inf
-            top = top_k_indices(scores, k_max)
-            del scores
-            hits = sparse_hits(self.relevant[start:stop], top)
-            for name, values in ranking_metrics(hits, self.n_relevant[start:stop], self.ks).items():
-                sums[name] = sums.get(name, 0.0) + float(values.sum())
-            for k in self.ks:
-                times_recommended[k] += np.bincount(top[:, :k].ravel(), minlength=n_items)
-                novelty = float(novelty_at_k(top, self.information, k).sum())
-                sums[f"novelty@{k}"] = sums.get(f"novelty@{k}", 0.0) + novelty
+        batches = -(-len(self.users) // step)
+        shown = Progress(
+            f"ranking {len(self.users):,} users", batches, unit="batches", leave=False,
+            delay=PROGRESS_DELAY_S, enabled=progress and batches >= PROGRESS_MIN_BATCHES,
+        )  # fmt: skip
+        with shown:
+            for start in range(0, len(self.users), step):
+                stop = min(start + step, len(self.users))
+                scores = np.array(score(self.users[start:stop]), dtype=np.float32, copy=True)
+                if scores.shape != (stop - start, n_items):
+                    raise ValueError(
+                        f"score function returned shape {scores.shape}, expected {(stop - start, n_items)}"
+                    )
+                if self.seen is not None:
+                    seen = self.seen[start:stop]
+                    rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
+                    scores[rows, seen.indices] = -np.inf
+                top = top_k_indices(scores, k_max)
+                del scores
+                hits = sparse_hits(self.relevant[start:stop], top)
+                for name, values in ranking_metrics(hits, self.n_relevant[start:stop], self.ks).items():
+                    sums[name] = sums.get(name, 0.0) + float(values.sum())
+                for k in self.ks:
+                    times_recommended[k] += np.bincount(top[:, :k].ravel(), minlength=n_items)
+                    novelty = float(novelty_at_k(top, self.information, k).sum())
+                    sums[f"novelty@{k}"] = sums.get(f"novelty@{k}", 0.0) + novelty
+                shown.update(1)
         n = len(self.users)
         out = {name: total / n for name, total in sums.items()}
         for k in self.ks:
