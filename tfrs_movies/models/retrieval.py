@@ -56,6 +56,15 @@ def mixed_sampling_probability(
     return lambda share: batch_size * tf.cast(share, tf.float32) + uniform
 
 
+class _EpochLoss:
+    """The epoch's mean loss per example, kept where Keras does not track it (a tracked metric would
+    add its counts to the model's weights and change the saved state); reset at each epoch's start by
+    :meth:`TwoTowerRetrievalModel.reset_metrics`."""
+
+    def __init__(self) -> None:
+        self.mean = tf.keras.metrics.Mean(name="loss")
+
+
 class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
     """``compute_loss(features)``: raw user and movie features of a batch (``user_id``/``movie_id``
     ``(batch,)`` strings plus side features), and ``sampling_probability`` ``(batch,)`` float32 when the
@@ -94,6 +103,7 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
             tf.constant(catalogue_probability, tf.float32) if catalogue_probability is not None else None
         )
         self.task = CrossReplicaRetrieval(temperature, remove_accidental_hits, hard_negatives or None)
+        self.epoch_loss = _EpochLoss()
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         queries = self.query_tower(features, training=training)
@@ -124,10 +134,18 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
             **extra,
         )
 
+    def reset_metrics(self) -> None:
+        super().reset_metrics()
+        self.epoch_loss.mean.reset_state()
+
     def train_step(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """TFRS's train step, with N replicas counted once: the optimizer sums the replicas' gradients
-        and Keras sums the replicas' logs, so each replica adds 1/N of the (replica-independent)
-        regularization; the figures logged are then the global batch's, as on one device."""
+        """TFRS's train step, with N replicas counted once: the optimizer sums the replicas' gradients,
+        so each replica adds 1/N of the (replica-independent) regularization.
+
+        Logs ``loss``: the mean loss per example of the epoch so far (the task sums over a batch; each
+        replica adds its summed loss and its number of examples to a mean whose result adds both up over
+        the replicas), the figure the console, the history and TensorBoard show; and, for a model with
+        regularization losses, this step's ``regularization_loss``."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
@@ -135,7 +153,12 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
             total_loss = loss + regularization_loss
         gradients = tape.gradient(total_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
-        return {"loss": loss, "regularization_loss": regularization_loss, "total_loss": total_loss}
+        examples = tf.cast(tf.shape(inputs[S.MOVIE_ID])[0], loss.dtype)
+        self.epoch_loss.mean.update_state(tf.math.divide_no_nan(loss, examples), sample_weight=examples)
+        logs = {"loss": self.epoch_loss.mean.result()}
+        if self.losses:
+            logs["regularization_loss"] = regularization_loss
+        return logs
 
 
 def build_towers(config: dict[str, Any], space: FeatureSpace) -> tuple[FeatureTower, FeatureTower]:

@@ -227,8 +227,9 @@ def _run_directory(run_dir: Path, config: dict[str, Any]) -> Iterator[Path]:
 
 
 def _write_tensorboard(result: ExperimentResult) -> None:
-    """The test figures as ``test/<name>`` scalars, and the movie vectors in the projector."""
-    import tensorflow as tf
+    """The test figures as ``test/<name>`` scalars with the run's HParams session, and the movie vectors
+    in the projector (:mod:`tfrs_movies.training.tensorboard`)."""
+    from tfrs_movies.training.tensorboard import write_run_hparams
 
     run_dir, model = result.run_dir, result.model
     vectors = model.movie_embeddings()
@@ -237,12 +238,7 @@ def _write_tensorboard(result: ExperimentResult) -> None:
 
         write_movie_projector(run_dir / "tensorboard", model.catalogue, vectors, result.dataset.movies)
     shutil.rmtree(run_dir / "tensorboard" / "test", ignore_errors=True)  # a killed try's, resumed
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / "test"))
-    with writer.as_default():
-        for name, value in result.metrics.items():
-            if isinstance(value, float):
-                tf.summary.scalar(f"test/{name}", value, step=0)
-    writer.flush()
+    write_run_hparams(run_dir / "tensorboard" / "test", model.config, result.metrics, run_dir.name)
 
 
 def run_experiment(config: dict[str, Any], say: Callable[[str], None] = print) -> ExperimentResult:

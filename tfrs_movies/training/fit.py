@@ -25,6 +25,10 @@ uninterrupted run would have drawn (the seeded shuffle's seed generator is advan
 epoch done, the batches of a part-done epoch are skipped), so on the CPU the resumed run ends with the
 same weights and figures as an uninterrupted one. TensorBoard stays one run: the killed run's epoch
 summaries from the resumed epoch on are removed before training continues (:func:`truncate_events`).
+
+The console: one short line per epoch (:class:`EpochProgress`: the loss, the watched validation metric,
+the time; Keras's progress bar on a terminal), and once training is over one line saying what early
+stopping did (:meth:`ValidationEarlyStopping.decision`), also written to TensorBoard as text.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,7 @@ from tfrs_movies.evaluation.metrics import mae, rmse
 from tfrs_movies.evaluation.ranking import FullRankingEvaluator
 from tfrs_movies.models.tasks import GlobalBatchLoss
 from tfrs_movies.training import distribute as D
+from tfrs_movies.training.tensorboard import write_text
 
 CHECKPOINTS = "checkpoints"  # <run_dir>/checkpoints/<model>-<config digest> (checkpoint_folder)
 KEEP_CHECKPOINTS = 2
@@ -118,6 +125,31 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
             self.recommender.on_weights_changed()
 
+    @property
+    def stopped(self) -> bool:
+        """Whether ``patience`` epochs without improvement stopped training."""
+        return self.wait > 0 and self.wait >= self.patience
+
+    def last_epoch(self, epochs: int) -> int:
+        """The last epoch trained (0-based) of a training of ``epochs`` epochs, once it is over."""
+        return self.best_epoch + self.wait if self.stopped else epochs - 1
+
+    def decision(self, epochs: int) -> str | None:
+        """What early stopping did, in one line, once a training of ``epochs`` epochs is over (None when
+        no epoch was validated), e.g. ``early stopping: ndcg@10 did not improve for 3 epochs; stopped
+        after epoch 5 of 10, restored epoch 2 (ndcg@10 0.4123)``."""
+        if self.best_epoch < 0:
+            return None
+        best, kept = f"{self.metric} {self.best:.4f}", self.best_epoch + 1
+        if self.stopped:
+            return (
+                f"early stopping: {self.metric} did not improve for {self.wait} epochs; stopped after epoch "
+                f"{self.last_epoch(epochs) + 1} of {epochs}, restored epoch {kept} ({best})"
+            )
+        if kept < epochs:
+            return f"early stopping: did not stop ({epochs} epochs); restored epoch {kept}, the best ({best})"
+        return f"early stopping: did not stop ({epochs} epochs); the last epoch is the best ({best})"
+
 
 class FullRankingEarlyStopping(ValidationEarlyStopping):
     """Full-ranking metrics of the validation users (every catalogue movie scored)."""
@@ -148,6 +180,54 @@ class RatingEarlyStopping(ValidationEarlyStopping):
         predicted = self.recommender.predict(self.users, self.movies)
         clip = self.recommender.rating_scale
         return {"rmse": rmse(self.ratings, predicted, clip), "mae": mae(self.ratings, predicted, clip)}
+
+
+def _live_terminal() -> bool:
+    """Whether standard output redraws a progress bar in place (a terminal, a notebook)."""
+    return sys.stdout.isatty() or "ipykernel" in sys.modules
+
+
+class EpochProgress(tf.keras.callbacks.ProgbarLogger):
+    """The console during ``fit``: only the ``shown`` figures of the logs (the loss, the watched
+    validation metric), each as the logs hold it (the value the history and TensorBoard get).
+
+    ``train.verbose`` 1 on a terminal or in a notebook: Keras's progress bar. ``train.verbose`` 2, or
+    1 where the output is no terminal (a log file, CI, a pipe): one line per epoch, e.g.
+    ``epoch 2/10 - 3.1s - loss: 5.4321 - val_recall@20: 0.2975`` (the time includes validation).
+    ``train.verbose`` 0: nothing. Goes after the callbacks that add figures to the logs.
+    """
+
+    def __init__(self, shown: Sequence[str]) -> None:
+        super().__init__(count_mode="steps", stateful_metrics=list(shown))
+        self.shown = tuple(shown)
+        self.one_line = False
+        self._started = 0.0
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        self.one_line = self.verbose == 2 or (self.verbose == 1 and not _live_terminal())
+        self._call_batch_hooks = self._call_batch_hooks and not self.one_line  # nothing drawn per step
+
+    def _kept(self, logs: dict | None) -> dict:
+        return {name: logs[name] for name in self.shown if name in (logs or {})}
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+        if not self.one_line:
+            super().on_epoch_begin(epoch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not self.one_line:  # (called anyway when another callback has batch hooks)
+            super().on_train_batch_end(batch, self._kept(logs))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        kept = self._kept(logs)
+        if not self.one_line:
+            super().on_epoch_end(epoch, kept)
+            return
+        figures = "".join(f" - {name}: {float(value):.4f}" for name, value in kept.items())
+        seconds = time.perf_counter() - self._started
+        print(f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s{figures}", flush=True)
 
 
 def make_early_stopping(
@@ -331,6 +411,20 @@ def checkpoint_folder(recommender: Any) -> str:
     return f"{recommender.name}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
+def _report_early_stopping(stoppers: list[ValidationEarlyStopping], epochs: int, logdir: Path | None,
+                           chief: bool) -> None:  # fmt: skip
+    """Each stopper's decision printed (by the chief) and, with a logdir, written to TensorBoard as the
+    ``early_stopping`` text of the ``validation`` run at the last epoch trained."""
+    for stopper in stoppers:
+        line = stopper.decision(epochs)
+        if line is None:
+            continue
+        if chief:
+            print(line, flush=True)
+        if logdir is not None:
+            write_text(logdir / "validation", "early_stopping", line, stopper.last_epoch(epochs))
+
+
 def truncate_events(logdir: str | Path, first_step: int) -> None:
     """Drop the summaries at ``step >= first_step`` from the Keras TensorBoard event files under
     ``logdir`` (its ``train`` and ``validation`` runs): what a killed run wrote for the epochs that are
@@ -379,6 +473,7 @@ def fit_keras(
     if valid is not None and len(valid):
         stopper = make_early_stopping(recommender, train, valid)
         callbacks.append(stopper)  # first, so the val_ metrics are in the logs TensorBoard writes
+    stoppers = [c for c in [*callbacks, *(extra_callbacks or [])] if isinstance(c, ValidationEarlyStopping)]
     strategy = recommender.model.distribute_strategy
     if cfg.get("strategy", "default") != "default" and not isinstance(recommender.model, GlobalBatchLoss):
         raise ConfigError(
@@ -386,12 +481,11 @@ def fit_keras(
             "(its loss is not split over replicas); use train.strategy=default"
         )
     epochs = epochs or cfg["epochs"]
-    checkpointing = None
+    checkpointing, logdir = None, None
     with contextlib.ExitStack() as stack:
+        callbacks += extra_callbacks or []
         if run_dir is not None:
             out = stack.enter_context(D.write_dir(run_dir, strategy))
-            every = [*callbacks, *(extra_callbacks or [])]
-            stoppers = [c for c in every if isinstance(c, ValidationEarlyStopping)]
             folder = Path(CHECKPOINTS) / checkpoint_folder(recommender)
             checkpointing = Checkpointing(
                 recommender.model, stoppers, Path(run_dir) / folder, Path(out) / folder,
@@ -400,10 +494,12 @@ def fit_keras(
             checkpointing.restore(epochs)
             if checkpointing.resumed and not checkpointing.over(epochs):
                 truncate_events(Path(out) / "tensorboard", checkpointing.epoch)
-            logdir = str(Path(out) / "tensorboard")  # a resumed run's graph is already there
+            logdir = Path(out) / "tensorboard"  # a resumed run's graph is already there
             graph = not checkpointing.resumed
-            callbacks.append(tf.keras.callbacks.TensorBoard(logdir, update_freq="epoch", write_graph=graph))
-        callbacks += extra_callbacks or []
+            # After the callbacks that add figures to the logs (early stopping's val_ figures).
+            board = tf.keras.callbacks.TensorBoard(str(logdir), update_freq="epoch", write_graph=graph)
+            callbacks.append(board)
+        callbacks.append(EpochProgress(["loss", *(f"val_{s.metric}" for s in stoppers)]))
         start = time.perf_counter()
         if checkpointing is None:
             history = recommender.model.fit(
@@ -411,6 +507,7 @@ def fit_keras(
             ).history
         else:
             history = checkpointing.fit(D.shard_by_data(data), epochs, callbacks, cfg["verbose"])
+        _report_early_stopping(stoppers, epochs, logdir, D.is_chief(strategy))
     out = {k: [float(v) for v in values] for k, values in history.items()}
     out["train_seconds"] = [time.perf_counter() - start]
     if stopper is not None and stopper.best_epoch >= 0:

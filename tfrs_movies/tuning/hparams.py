@@ -21,20 +21,26 @@ def _value(value: Any) -> bool | int | float | str:
     return json.dumps(value)
 
 
-def write_trial(logdir: Path, record: dict[str, Any]) -> Path:
-    """One HParams session for a finished trial (its hyperparameters and figures)."""
+def write_session(path: Path, params: dict[str, Any], figures: dict[str, float], session_id: str) -> Path:
+    """One HParams session in the folder ``path``: ``params`` (name -> value; lists and mappings as their
+    JSON text) and one scalar per figure (tag -> value, at step 0)."""
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    path = Path(logdir) / record["trial_id"]
     writer = tf.summary.create_file_writer(str(path))
     with writer.as_default():
-        hp.hparams({name: _value(v) for name, v in record["params"].items()}, trial_id=record["trial_id"])
-        for scalar, value in _figures(record).items():
+        hp.hparams({name: _value(v) for name, v in params.items()}, trial_id=session_id)
+        for scalar, value in figures.items():
             tf.summary.scalar(scalar, value, step=0)
     writer.flush()
     writer.close()
-    return path
+    return Path(path)
+
+
+def write_trial(logdir: Path, record: dict[str, Any]) -> Path:
+    """One HParams session for a finished trial (its hyperparameters and figures)."""
+    path = Path(logdir) / record["trial_id"]
+    return write_session(path, record["params"], _figures(record), record["trial_id"])
 
 
 def _figures(record: dict[str, Any]) -> dict[str, float]:
