@@ -213,11 +213,14 @@ def exports(fitted, tmp_path_factory):
 @pytest.mark.parametrize("name", NAMES)
 def test_export_serves_the_same_top10_in_a_fresh_process(name, fitted, exports):
     model = fitted(name)
-    _, users, answers = exports
+    root, users, answers = exports
     top, scores = model.recommend(np.asarray(users[name]), k=10)  # seen movies excluded, as served
     for row, (ids, served_scores) in enumerate(answers[name]["top"]):
         assert_same_top(top[row], scores[row], ids, served_scores)
     assert "brute_force" in answers[name]["indexes"]
+    card = (root / name / "MODEL_CARD.md").read_text()  # every export says what it is and how to load it
+    assert card.startswith(f"# Model card: `{name}`")
+    assert f"tfrs-movies recommend --model {root / name}" in card
 
 
 @pytest.mark.slow

@@ -87,9 +87,10 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def model_settings(config: dict[str, Any]) -> str:
     """What a run's ``config.yaml`` sets for its model, as ``key=value`` words: every ``model.params``
-    entry, then the shared ``model.*`` keys and ``train.epochs/batch_size/learning_rate/optimizer`` whose
-    value differs from the built-in defaults (:data:`tfrs_movies.config.DEFAULTS`); ``"defaults"`` when
-    it sets nothing. ``{"model": {"name": "ease", "params": {"l2": 400}}}`` -> ``"l2=400"``."""
+    entry (keys sorted), then the shared ``model.*`` keys and ``train.epochs/batch_size/learning_rate/
+    optimizer`` whose value differs from the built-in defaults (:data:`tfrs_movies.config.DEFAULTS`);
+    ``"defaults"`` when it sets nothing. ``{"model": {"name": "ease", "params": {"l2": 400}}}`` ->
+    ``"l2=400"``."""
     from tfrs_movies.config import DEFAULTS
 
     model = config.get("model") or {}
@@ -97,8 +98,10 @@ def model_settings(config: dict[str, Any]) -> str:
     shared = {f"model.{k}": v for k, v in model.items() if k not in ("name", "params")}
     shared.update({f"train.{k}": (config.get("train") or {}).get(k) for k in SETTINGS_TRAIN_KEYS})
     defaults = _flat({"model": DEFAULTS["model"], "train": DEFAULTS["train"]})
-    changed = {k.split(".", 1)[1]: v for k, v in shared.items() if k in defaults and v != defaults[k]}
-    words = [f"{k}={_short(v)}" for k, v in {**params, **changed}.items()]
+    # In the defaults' order (and the params' keys sorted): the same words whatever order the file has.
+    changed = {k.split(".", 1)[1]: shared[k] for k in defaults if k in shared and shared[k] != defaults[k]}
+    words = [f"{k}={_short(params[k])}" for k in sorted(params)]
+    words += [f"{k}={_short(v)}" for k, v in changed.items()]
     return " ".join(words) or "defaults"
 
 
@@ -302,6 +305,7 @@ def chart(runs: list[Run], title: str = "", columns: int = 4):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import EngFormatter
 
     names = _panel_metrics(runs)
     n_cols = max(1, min(columns, len(names)))
@@ -323,6 +327,8 @@ def chart(runs: list[Run], title: str = "", columns: int = 4):
             ax.text(bars[row] + top * 0.02, row, text, va="center", fontsize=7,
                     color="0.45" if value is None else "black")  # fmt: skip
         ax.grid(axis="x", alpha=0.3)
+        if top >= 10_000:  # counts: 2.5M on the axis, not 2.5 with "1e6" in the corner
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.tick_params(axis="x", labelsize=7)
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes.ravel()[len(names) :]:

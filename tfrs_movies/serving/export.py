@@ -21,15 +21,20 @@
   ``movie_embeddings.npy`` where the model has movie vectors;
 - ``seen.npz`` (users, catalogue, CSR indptr/indices of the movies each user rated in train),
   ``popularity.npy`` (catalogue order) and ``manifest.json`` (versions, config, metrics, form,
-  vocabulary sizes, k_max, index parameters, the query tower's inputs).
+  vocabulary sizes, k_max, index parameters, the query tower's inputs, the model's description and
+  number of learned weights);
+- ``MODEL_CARD.md``, written from the manifest by :func:`tfrs_movies.serving.card.model_card`: what the
+  model is, data and split, figures beside baselines, limitations, how to load it.
 
 Nothing here knows a model by name: every model exports the same way.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,7 @@ from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
 from tfrs_movies.io import atomic_directory, atomic_write_json
 from tfrs_movies.models.serving_parts import ServingParts
+from tfrs_movies.serving.card import CARD_FILE, model_card
 from tfrs_movies.serving.ranking_export import position_table
 
 log = logging.getLogger(__name__)
@@ -210,6 +216,8 @@ def export_model(
     with atomic_directory(out_dir) as tmp:
         manifest = _write_export(model, parts, dataset, tmp, k_max, scann_params, metrics)
         atomic_write_json(tmp / "manifest.json", manifest)
+        written = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))  # the card reads the file
+        (tmp / CARD_FILE).write_text(model_card(written, str(out_dir)), encoding="utf-8")
     return out_dir
 
 
@@ -287,6 +295,9 @@ def _write_export(model, parts: ServingParts, dataset, out: Path, k_max: int, sc
     return {
         "format": EXPORT_FORMAT,
         "model": model.name,
+        "description": _description(model),
+        "exported_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "parameters": model.parameter_count(),
         "form": "dot" if parts.is_dot else "scorer",
         "top_n_is_ranking": parts.top_n_is_ranking,
         "movie_vectors": embeddings is not None,
@@ -305,6 +316,13 @@ def _write_export(model, parts: ServingParts, dataset, out: Path, k_max: int, sc
         "max_seen": max_seen,
         "indexes": indexes,
     }
+
+
+def _description(model) -> str:
+    """The first sentence of the model class's docstring, as prose (the model card's "what it is")."""
+    from tfrs_movies.serving.card import first_sentence
+
+    return first_sentence(type(model).__doc__ or "")
 
 
 def _write_similar(model, path: Path, k: int) -> None:
