@@ -80,8 +80,12 @@ class Progress:
         print(f"{self.label}: {self._amount(self.done)}{size}", file=self.stream, flush=True)
         self.shown = self.done
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self, completed: bool = True) -> None:
+        """Close the bar, or print the last line (``completed``: the loop ended without an error)."""
         if self.bar is not None:
             self.bar.close()
-        elif self._lines() and exc[0] is None and self.shown != self.done:
+        elif self._lines() and completed and self.shown != self.done:
             self._line()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(completed=exc[0] is None)

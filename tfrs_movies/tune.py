@@ -4,9 +4,12 @@ python -m tfrs_movies.tune --config configs/seed000_cosine_normalized.yaml --gri
 python -m tfrs_movies.tune --config C --grid G --search optuna --trials 30 --workers 2
 python -m tfrs_movies.tune --config C --grid G --max-trials 10      # stop after 10 new trials; re-run resumes
 
-Trials are measured on validation only; the winner (best ``--metric`` on validation) is refitted and
-read on test once, when the search is complete (``<tune_dir>/best.json``). Re-running the same command
-skips finished trials. ``tensorboard --logdir <tune_dir>/tensorboard`` shows the HParams dashboard.
+Trials are measured on validation only; with ``--search optuna`` a median pruner stops a trial whose
+per-epoch validation figure falls below the median of the finished trials' (the grid file's ``pruner``
+section: ``median`` or ``none``, with ``n_startup_trials`` and ``n_warmup_steps``). The winner (best
+``--metric`` on validation) is refitted and read on test once, when the search is complete
+(``<tune_dir>/best.json``). Re-running the same command skips finished and pruned trials.
+``tensorboard --logdir <tune_dir>/tensorboard`` shows the HParams dashboard.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def _tune(args: argparse.Namespace) -> int:
     options = TuneOptions(
         tune_dir=tune_dir, metric=metric, search=args.search, trials=args.trials, max_trials=args.max_trials,
         workers=args.workers, threads=args.threads, final_test=not args.no_test,
-        heatmap=tuple(args.heatmap) if args.heatmap else None, seed=base["seed"],
+        heatmap=tuple(args.heatmap) if args.heatmap else None, seed=base["seed"], verbose=args.verbose,
     )  # fmt: skip
     try:
         result = tune(base, space, options)
@@ -97,7 +100,7 @@ def _tune(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)  # a search setting the runner refused (e.g. the metric)
         return 2
     print(f"results: {tune_dir / 'results.csv'} ({len(result.ran)} trials run now, {result.reused} reused, "
-          f"{len(result.failed)} failed)")  # fmt: skip
+          f"{len(result.pruned)} pruned, {len(result.failed)} failed)")  # fmt: skip
     for plot in result.plots:
         print(f"plot: {plot}")
     if result.best is not None:

@@ -243,15 +243,17 @@ class AutoRecRecommender(RatingRecommender):
         return [tf.keras.callbacks.LearningRateScheduler(lambda epoch: base * decay**epoch)]
 
     def _fit_model(
-        self, train: pd.DataFrame, valid: pd.DataFrame | None, epochs: int | None = None, **kwargs: Any
-    ) -> None:
+        self, train: pd.DataFrame, valid: pd.DataFrame | None, epochs: int | None = None,
+        extra_callbacks: list[tf.keras.callbacks.Callback] | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
         from tfrs_movies.training.fit import fit_keras
 
         self.inputs = self._sparse(train)  # also the input when predicting
         self.model = self._build_model()
         self.on_weights_changed()
+        callbacks = [*self._callbacks(), *(extra_callbacks or [])]
         self.history = fit_keras(self, self._dataset(self.inputs), train, valid,
-                                 extra_callbacks=self._callbacks(), epochs=epochs, **kwargs)  # fmt: skip
+                                 extra_callbacks=callbacks, epochs=epochs, **kwargs)  # fmt: skip
 
     def on_weights_changed(self) -> None:
         self._reconstruction = None

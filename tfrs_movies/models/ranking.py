@@ -456,18 +456,21 @@ class TowerRecommender(Recommender):
                 shards.cleanup()
 
     def _fit_keras(self, data: tf.data.Dataset, train: pd.DataFrame, valid: pd.DataFrame | None,
+                   extra_callbacks: list[tf.keras.callbacks.Callback] | None = None,
                    **kwargs: Any) -> dict[str, list[float]]:  # fmt: skip
-        """``fit_keras``; classifiers may early-stop on auc / accuracy / log_loss of the validation pairs."""
+        """``fit_keras``; classifiers may early-stop on auc / accuracy / log_loss of the validation pairs
+        (their stopper first among the callbacks, so that the others read its ``val_`` figures)."""
         stop = self.config["train"]["early_stopping"]
+        extra = list(extra_callbacks or [])
         if self.output == "probability" and stop["metric"] in CLASSIFICATION_METRICS and valid is not None:
             stopper = ClassificationEarlyStopping(
                 self, valid, stop["metric"], stop["patience"], stop["min_delta"]
             )
-            history = fit_keras(self, data, train, None, extra_callbacks=[stopper], **kwargs)
+            history = fit_keras(self, data, train, None, extra_callbacks=[stopper, *extra], **kwargs)
             if stopper.best_epoch >= 0:
                 history["best_epoch"] = [stopper.best_epoch + 1]
             return history
-        return fit_keras(self, data, train, valid, **kwargs)
+        return fit_keras(self, data, train, valid, extra_callbacks=extra, **kwargs)
 
     def _targets(self, train: pd.DataFrame) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -98,11 +98,12 @@ def default_run_dir(config: dict[str, Any]) -> Path:
     return Path("runs") / f"{prefix}{stamp}"
 
 
-def fit(model: Any, split: Split, dataset: S.Dataset, evaluate_on: str, run_dir: Path) -> float:
+def fit(model: Any, split: Split, dataset: S.Dataset, evaluate_on: str, run_dir: Path,
+        callbacks: list[Any] | None = None) -> float:  # fmt: skip
     """Fit ``model`` by the rules of :func:`run`; returns the seconds it took."""
     start = time.perf_counter()
     if model.uses_validation or split.valid is None:
-        model.fit(split.train, dataset, split.valid, run_dir=run_dir)
+        model.fit(split.train, dataset, split.valid, run_dir=run_dir, extra_callbacks=callbacks or [])
         if split.valid is not None and evaluate_on == "test":
             model.update_seen(pd.concat([split.train, split.valid]))  # served recommendations skip both
     elif evaluate_on == "test":  # nothing to early-stop: learn from every training rating
@@ -120,6 +121,7 @@ def run(
     *,
     dataset: S.Dataset | None = None,
     extra_figures: Callable[[Any, Split], dict[str, Any]] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> ExperimentResult:
     """Train, evaluate and save one model as ``config`` says; returns the run's figures and objects.
 
@@ -143,6 +145,8 @@ def run(
       ``config.yaml``, ``metrics.json`` (with ``"evaluated_on"``: ``"test"`` or ``"validation"``, and
       ``extra_figures(model, split)`` if given), ``model/``; on test only, the ``tensorboard/test``
       scalars and movie projector, and ``export/`` when ``export.enabled``.
+    - ``callbacks``: Keras callbacks added to the fit of a model that trains by epochs with the
+      validation set (e.g. the tuner's per-epoch report, :mod:`tfrs_movies.tuning.pruning`).
     """
     if evaluate_on not in EVALUATED_ON:
         raise ValueError(f"evaluate_on must be one of {sorted(EVALUATED_ON)}, got {evaluate_on!r}")
@@ -176,7 +180,7 @@ def run(
             )
         say(f"split: {split.kind} " + ", ".join(f"{k} {v:,}" for k, v in split.sizes().items()))
         model = build_model(config)
-        train_seconds = fit(model, split, dataset, evaluate_on, run_dir)
+        train_seconds = fit(model, split, dataset, evaluate_on, run_dir, callbacks)
         check_finite_losses(model.history, model.name)  # a NaN loss: an error, and no metrics written
 
         metrics: dict[str, Any] = evaluate(model, split, config, evaluate_on)

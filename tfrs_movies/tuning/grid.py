@@ -14,6 +14,7 @@ A grid file is YAML::
     optuna:                            # --search optuna; absent: a categorical over each grid axis
       user_dense: {low: 8, high: 128, log: true}
       model.embedding_dim: {choices: [16, 32, 64]}
+    pruner: {name: median, n_startup_trials: 5, n_warmup_steps: 2}   # or none; see tuning.pruning
 
 A name with a dot is a config key (``load_config`` checks it, ``model.params.*`` included); a name
 without one is a variable and must appear in ``derived``. A trial is identified by the config
@@ -28,15 +29,16 @@ import itertools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tfrs_movies.config import ConfigError
+from tfrs_movies.tuning.pruning import PrunerSpec, parse_pruner
 
-_SECTIONS = {"metric", "grid", "derived", "fixed", "optuna"}
+_SECTIONS = {"metric", "grid", "derived", "fixed", "optuna", "pruner"}
 _TEMPLATE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
 
 
@@ -49,6 +51,7 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)
     optuna: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric: str | None = None
+    pruner: PrunerSpec | None = None  # None: the search's default (tuning.pruning.default_pruner)
 
     def size(self) -> int:
         """Number of grid points."""
@@ -59,7 +62,7 @@ class SearchSpace:
 
     def as_dict(self) -> dict[str, Any]:
         return {"grid": self.axes, "derived": self.derived, "fixed": self.fixed, "optuna": self.optuna,
-                "metric": self.metric}  # fmt: skip
+                "metric": self.metric, "pruner": asdict(self.pruner) if self.pruner else None}  # fmt: skip
 
 
 def parse_space(raw: Mapping[str, Any], source: str = "grid file") -> SearchSpace:
@@ -84,7 +87,8 @@ def parse_space(raw: Mapping[str, Any], source: str = "grid file") -> SearchSpac
             raise ConfigError(
                 f"{source}: axis {name!r} is not a config key (no dot) and no 'derived' key uses ${{{name}}}"
             )
-    space = SearchSpace(axes, derived, dict(raw.get("fixed") or {}), optuna, raw.get("metric"))
+    pruner = parse_pruner(raw.get("pruner"), source)
+    space = SearchSpace(axes, derived, dict(raw.get("fixed") or {}), optuna, raw.get("metric"), pruner)
     missing = used - set(axes) - set(optuna)
     if missing:
         raise ConfigError(f"{source}: 'derived' uses ${{{sorted(missing)[0]}}}, which is not an axis")

@@ -5,6 +5,10 @@ search reads the test split. When the search is complete (every grid point, or t
 the winner is refitted once by :func:`~tfrs_movies.training.experiment.run` (on test) into
 ``<tune_dir>/best/`` (a normal run directory, test figures in its ``metrics.json``) and summarised in
 ``<tune_dir>/best.json``; a later invocation with the same winner reuses it instead of reading test again.
+
+Each trial is handed the pruner and the per-epoch curves of the trials finished so far
+(:mod:`tfrs_movies.tuning.pruning`); one the pruner stops is recorded as ``pruned`` and not run again.
+Progress: one line per trial; on a terminal, a bar over the trials below them.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Any
 from tfrs_movies import config as C
 from tfrs_movies.evaluation.metrics_table import direction, lower_is_better
 from tfrs_movies.io import atomic_write_json
+from tfrs_movies.progress import Progress
 from tfrs_movies.tuning import hparams
 from tfrs_movies.tuning.grid import SearchSpace, expand_grid, overrides_for, trial_id
 from tfrs_movies.tuning.plots import plot_curves, plot_heatmap
-from tfrs_movies.tuning.store import FAILED, OK, TuningDir
+from tfrs_movies.tuning.pruning import Curve, Pruning, curve_of, default_pruner, finished_curves
+from tfrs_movies.tuning.store import FAILED, OK, PRUNED, TuningDir
 from tfrs_movies.tuning.trial import init_worker, run_trial
 
 
@@ -45,6 +51,8 @@ class TuneOptions:
     final_test: bool = True
     heatmap: tuple[str, str] | None = None
     seed: int = 42
+    verbose: bool = False  # worker processes' start-up log lines (tfrs_movies.logs)
+    progress: bool = True  # a bar over the trials on a terminal
 
 
 @dataclass
@@ -53,6 +61,7 @@ class TuneResult:
     ran: list[str] = field(default_factory=list)  # trial ids run by this invocation
     reused: int = 0  # finished trials found and not run again
     failed: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # trial ids the pruner stopped in this invocation
     complete: bool = False
     winner: dict[str, Any] | None = None
     best: dict[str, Any] | None = None  # best.json's content, once the search is complete
@@ -79,24 +88,25 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _executor(workers: int, threads: int) -> Executor:
+def _executor(workers: int, threads: int, verbose: bool) -> Executor:
     if workers <= 1:
         return _InlineExecutor()
     # spawn: TensorFlow is not fork-safe, and each worker sets its own thread limits before it starts.
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(threads,))
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                               initargs=(threads, verbose))  # fmt: skip
 
 
 class _GridSource:
-    """Grid points in order, finished ones skipped."""
+    """Grid points in order, finished and pruned ones skipped."""
 
-    def __init__(self, space: SearchSpace, finished: dict[str, dict]) -> None:
+    def __init__(self, space: SearchSpace, finished: dict[str, dict], pruned: dict[str, dict]) -> None:
         self.jobs = []
         self.reused = 0
         for point in expand_grid(space):
             overrides = overrides_for(space, point)
             tid = trial_id(overrides)
-            if tid in finished:
+            if tid in finished or tid in pruned:
                 self.reused += 1
             else:
                 self.jobs.append(_Job(point, overrides, tid))
@@ -107,7 +117,7 @@ class _GridSource:
         return self.jobs.pop(0) if self.jobs else None
 
     def done(self, job: _Job, record: dict[str, Any], metric: str) -> None:
-        if record["status"] == OK:
+        if record["status"] in (OK, PRUNED):
             self.left -= 1
 
     def complete(self) -> bool:
@@ -119,15 +129,18 @@ class _OptunaSource:
 
     MAX_REPEATS = 200  # consecutive suggestions of finished points: the space is used up
 
-    def __init__(self, space: SearchSpace, finished: dict[str, dict], metric: str, budget: int, seed: int):
+    def __init__(self, space: SearchSpace, finished: dict[str, dict], pruned: dict[str, dict], metric: str,
+                 budget: int, seed: int):  # fmt: skip
         from tfrs_movies.tuning.search import OptunaSearch
 
         goal = "minimize" if lower_is_better(metric) else "maximize"
         self.search = OptunaSearch(space, goal, seed)
         self.space, self.metric, self.budget = space, metric, budget
         self.finished = {tid: r for tid, r in finished.items() if metric in r["valid"]}
-        self.known = {tid for tid, r in self.finished.items()
-                      if self.search.add_finished(r["params"], r["valid"][metric])}  # fmt: skip
+        self.pruned = dict(pruned)
+        value = lambda r: r["valid"][metric] if r["status"] == OK else None  # noqa: E731  (None: pruned)
+        self.known = {tid for tid, r in {**self.finished, **self.pruned}.items()
+                      if self.search.add_finished(r["params"], value(r), curve_of(r, metric))}  # fmt: skip
         self.reused = len(self.known)
         self.exhausted = False
         self.failures = 0
@@ -141,6 +154,8 @@ class _OptunaSource:
             tid = trial_id(overrides)
             if tid in self.finished:  # asked again for a point already run: answer from its result
                 self.search.tell(handle, self.finished[tid]["valid"][self.metric])
+            elif tid in self.pruned:  # or one the pruner stopped: pruned again
+                self.search.tell_pruned(handle, curve_of(self.pruned[tid], self.metric) or {})
             elif tid in busy:
                 self.search.tell(handle, None)
             else:
@@ -149,6 +164,11 @@ class _OptunaSource:
         return None
 
     def done(self, job: _Job, record: dict[str, Any], metric: str) -> None:
+        if record["status"] == PRUNED:
+            self.search.tell_pruned(job.handle, curve_of(record, metric) or {})
+            self.pruned[job.tid] = record
+            self.known.add(job.tid)
+            return
         value = record["valid"].get(metric) if record["status"] == OK else None
         self.search.tell(job.handle, value)
         if value is not None:
@@ -188,19 +208,30 @@ def tune(base: dict[str, Any], space: SearchSpace, options: TuneOptions, say=pri
     store.check_base(base)
     for point in expand_grid(space)[:1]:  # a bad key stops here, naming it, before any trial runs
         C.merge(base, overrides_for(space, point))
-    finished = store.finished()
+    finished, pruned = store.finished(), store.pruned()
     if options.search == "optuna":
         budget = options.trials or space.size()
-        source: Any = _OptunaSource(space, finished, options.metric, budget, options.seed)
+        source: Any = _OptunaSource(space, finished, pruned, options.metric, budget, options.seed)
         say(f"optuna: {source.reused} finished trials reused, budget {budget} trials")
+        planned = max(0, budget - len(source.known))
     else:
-        source = _GridSource(space, finished)
+        source = _GridSource(space, finished, pruned)
         say(f"grid: {source.total} trials, {source.reused} already finished, {source.left} to run")
+        planned = source.left
+    spec = space.pruner or default_pruner(options.search)
+    if spec.enabled:
+        say(f"pruner: {spec.name} (after {spec.n_startup_trials} finished trials, from epoch "
+            f"{spec.n_warmup_steps + 1}; models trained by epochs only)")  # fmt: skip
+    direction = "minimize" if lower_is_better(options.metric) else "maximize"
+    curves = list(finished_curves(list(finished.values()), options.metric))
     result = TuneResult(store.root, reused=source.reused)
     threads = options.threads or max(1, (os.cpu_count() or 1) // max(1, options.workers))
-    executor = _executor(options.workers, threads)
+    executor = _executor(options.workers, threads, options.verbose)
     in_flight: dict[Future, tuple[_Job, float]] = {}
     started = 0
+    if options.max_trials is not None:
+        planned = min(planned, options.max_trials)
+    bar = Progress("trials", planned, unit="trials", lines=False, enabled=options.progress)
     try:
         while True:
             while len(in_flight) < max(1, options.workers) and (
@@ -210,7 +241,9 @@ def tune(base: dict[str, Any], space: SearchSpace, options: TuneOptions, say=pri
                 if job is None:
                     break
                 trial_dir = store.prepare(job.tid)
-                future = executor.submit(run_trial, _trial_config(base, job.overrides), str(trial_dir))
+                pruning = Pruning(spec, options.metric, direction, tuple(curves))
+                config = _trial_config(base, job.overrides)
+                future = executor.submit(run_trial, config, str(trial_dir), pruning)
                 in_flight[future] = (job, time.time())
                 started += 1
             if not in_flight:
@@ -221,24 +254,39 @@ def tune(base: dict[str, Any], space: SearchSpace, options: TuneOptions, say=pri
                 record = _record(job, future, options.search)
                 store.record(record)
                 source.done(job, record, options.metric)
-                if record["status"] == OK:
-                    result.ran.append(job.tid)
-                    hparams.write_trial(store.root / "tensorboard", record)
-                    figure = record["valid"].get(options.metric)
-                    shown = f"{options.metric} {figure:.4f}" if figure is not None else "(no such figure)"
-                    seconds = record["train_seconds"]
-                    say(f"trial {job.tid} {_short(job.point)}: validation {shown}, {seconds} s")
-                else:
-                    result.failed.append(job.tid)
-                    say(f"trial {job.tid} {_short(job.point)} FAILED: {record['error']}")
+                bar.update(1)
+                bar.note(_said(job, record, options.metric, result, curves), say)
     except BrokenProcessPool:
         say("a worker process died (out of memory?); re-run the same command to resume")
     except KeyboardInterrupt:
         say("interrupted: finished trials are kept; re-run the same command to resume")
         executor.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        bar.close()
     executor.shutdown(wait=True)
     return _finish(store, base, source, options, result, say)
+
+
+def _said(job: _Job, record: dict[str, Any], metric: str, result: TuneResult, curves: list[Curve]) -> str:
+    """Note a finished trial in ``result`` (and its curve in ``curves``); the line that says how it went."""
+    if record["status"] == OK:
+        result.ran.append(job.tid)
+        curve = curve_of(record, metric)
+        if curve:
+            curves.append(curve)
+        hparams.write_trial(result.tune_dir / "tensorboard", record)
+        figure = record["valid"].get(metric)
+        shown = f"{metric} {figure:.4f}" if figure is not None else "(no such figure)"
+        return f"trial {job.tid} {_short(job.point)}: validation {shown}, {record['train_seconds']} s"
+    if record["status"] == PRUNED:
+        result.pruned.append(job.tid)
+        curve = curve_of(record, metric) or {}
+        last = f", validation {metric} {curve[max(curve)]:.4f}" if curve else ""
+        return (f"trial {job.tid} {_short(job.point)}: pruned after epoch {record['pruned_at_epoch']}{last}, "
+                f"{record['train_seconds']} s")  # fmt: skip
+    result.failed.append(job.tid)
+    return f"trial {job.tid} {_short(job.point)} FAILED: {record['error']}"
 
 
 def _record(job: _Job, future: Future, search: str) -> dict[str, Any]:
@@ -251,7 +299,7 @@ def _record(job: _Job, future: Future, search: str) -> dict[str, Any]:
     except Exception as err:  # the trial's own error: recorded, the search goes on
         record.update(status=FAILED, error=f"{type(err).__name__}: {err}", valid={}, train={})
         return record
-    record.update(status=OK, **outcome)
+    record.update(status=outcome.pop("status", OK), **outcome)
     return record
 
 

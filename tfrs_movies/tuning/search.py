@@ -3,7 +3,8 @@
 Both hand out ``{axis: value}`` points; the runner turns a point into config overrides and a trial id.
 The Optuna study lives in memory and is rebuilt on every start from the trials already finished in the
 tuning directory (``study.add_trial``), so resuming needs no database and a point reached twice is
-answered from its finished trial instead of being trained again.
+answered from its finished trial instead of being trained again. Trials the pruner stopped
+(:mod:`tfrs_movies.tuning.pruning`) are added as PRUNED, with their per-epoch values, and never rerun.
 """
 
 from __future__ import annotations
@@ -84,15 +85,19 @@ class OptunaSearch:
             for name, spec in self.specs.items()
         }
 
-    def add_finished(self, params: dict[str, Any], value: float) -> bool:
-        """Teach the study a trial finished earlier; False when it is outside this space."""
+    def add_finished(self, params: dict[str, Any], value: float | None,
+                     curve: dict[int, float] | None = None) -> bool:  # fmt: skip
+        """Teach the study a trial run earlier (``value`` None: the pruner stopped it, a PRUNED trial),
+        with its per-epoch values if kept; False when it is outside this space."""
         import optuna
 
         encoded = self.encode(params)
         if encoded is None:
             return False
+        state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.PRUNED
         try:
-            trial = optuna.trial.create_trial(params=encoded, distributions=self.distributions, value=value)
+            trial = optuna.trial.create_trial(params=encoded, distributions=self.distributions, value=value,
+                                              intermediate_values=dict(curve or {}), state=state)  # fmt: skip
         except ValueError:  # e.g. an integer off the step grid
             return False
         self.study.add_trial(trial)
@@ -111,3 +116,11 @@ class OptunaSearch:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(trial, value)
+
+    def tell_pruned(self, trial: Any, curve: dict[int, float]) -> None:
+        """The pruner stopped the trial after the epochs of ``curve`` (epoch -> validation figure)."""
+        import optuna
+
+        for epoch, value in sorted(curve.items()):
+            trial.report(value, epoch)
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)

@@ -28,7 +28,7 @@ from tfrs_movies import config as C
 from tfrs_movies.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from tfrs_movies.training import status
 
-OK, FAILED = "ok", "failed"
+OK, FAILED, PRUNED = "ok", "failed", "pruned"  # pruned: stopped early by the pruner, never rerun
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,10 @@ class TuningDir:
         """Trials that ended well, by id (failed ones are run again on resume)."""
         return {r["trial_id"]: r for r in self.records() if r["status"] == OK}
 
+    def pruned(self) -> dict[str, dict[str, Any]]:
+        """Trials the pruner stopped, by id (not run again on resume either)."""
+        return {r["trial_id"]: r for r in self.records() if r["status"] == PRUNED}
+
     def prepare(self, tid: str) -> Path:
         """The folder for a trial about to (re)start: a killed try's folder with checkpoints is kept (the
         trial resumes from them), anything else left over (a failed try, a try killed before its first
@@ -114,6 +118,7 @@ def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row.update({f"train_{k}": v for k, v in r.get("train", {}).items()})
         row["train_seconds"] = r.get("train_seconds")
         row["best_epoch"] = r.get("best_epoch")
+        row["pruned_at_epoch"] = r.get("pruned_at_epoch")
         row["parameters"] = r.get("parameters")
         row["error"] = r.get("error", "")
         rows.append(row)
