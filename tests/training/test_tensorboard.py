@@ -146,14 +146,16 @@ def test_early_stopping_says_what_it_did():
     assert (
         kept.decision(4)
         == "early stopping: did not stop (4 epochs); restored epoch 3, the best (rmse 0.9100)"
-    )  # noqa: E501
+    )
     assert kept.last_epoch(4) == 3
     last = _stopper("recall@20", 0.3, 3, 0, patience=0)
     assert (
         last.decision(4)
         == "early stopping: did not stop (4 epochs); the last epoch is the best (recall@20 0.3000)"
-    )  # noqa: E501
+    )
     assert _stopper("recall@20", 0.0, -1, 0).decision(4) is None
+    once = _stopper("mrr@10", 0.5, 1, 1, patience=1)
+    assert "did not improve for 1 epoch; stopped after epoch 3 of 4" in once.decision(4)
 
 
 # ----- the console -------------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ def test_the_retrieval_loss_is_the_epochs_mean_per_example():
     summed = [float(model.compute_loss(batch)) for batch in data]
     assert history["loss"] == pytest.approx([sum(summed) / 250] * 2, rel=1e-5)
     assert set(history) == {"loss"}  # no zero regularization, no total_loss repeating it
-    assert float(model.epoch_loss.mean.count) == 250  # reset at each epoch's start
+    assert float(model.epoch_loss.examples.numpy()) == 250  # reset at each epoch's start
 
 
 # ----- one real run ----------------------------------------------------------------------------------
@@ -263,7 +265,7 @@ def test_a_runs_tensorboard_shows_what_the_console_printed(tiny_run):
     assert kept in decision or (
         "the last epoch is the best" in decision and history["best_epoch"][0] == epochs
     )
-    assert valid["early_stopping"] == [(epochs - 1, decision)]
+    assert _summaries(board / "validation" / "early_stopping") == {"early_stopping": [(epochs - 1, decision)]}
     # The HParams session beside the test figures, and the projector under the same logdir.
     test = _summaries(board / "test")
     assert test["test/recall@20"] == [(0, pytest.approx(result.metrics["recall@20"]))]

@@ -57,12 +57,31 @@ def mixed_sampling_probability(
 
 
 class _EpochLoss:
-    """The epoch's mean loss per example, kept where Keras does not track it (a tracked metric would
-    add its counts to the model's weights and change the saved state); reset at each epoch's start by
-    :meth:`TwoTowerRetrievalModel.reset_metrics`."""
+    """The epoch's summed loss and number of examples, one pair per replica, kept where Keras does not
+    track them (tracked, they would join the model's weights and change its saved state); reset at each
+    epoch's start by :meth:`TwoTowerRetrievalModel.reset_metrics`."""
 
     def __init__(self) -> None:
-        self.mean = tf.keras.metrics.Mean(name="loss")
+        per_replica = dict(synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.SUM, trainable=False)  # fmt: skip
+        self.total = tf.Variable(0.0, **per_replica)
+        self.examples = tf.Variable(0.0, **per_replica)
+
+    def reset(self) -> None:
+        self.total.assign(0.0)
+        self.examples.assign(0.0)
+
+    def add(self, loss: tf.Tensor, examples: tf.Tensor) -> tf.Tensor:
+        """Add this replica's batch (its summed loss, its number of examples); returns this replica's
+        share of the epoch's mean loss per example: its sum so far over every replica's examples, so
+        that the shares Keras sums over the replicas make the mean (on one device: the mean itself)."""
+        self.total.assign_add(loss)
+        self.examples.assign_add(examples)
+        every = self.examples.read_value()
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            every = ctx.all_reduce(tf.distribute.ReduceOp.SUM, every)
+        return tf.math.divide_no_nan(self.total.read_value(), every)
 
 
 class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
@@ -136,16 +155,15 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
 
     def reset_metrics(self) -> None:
         super().reset_metrics()
-        self.epoch_loss.mean.reset_state()
+        self.epoch_loss.reset()
 
     def train_step(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """TFRS's train step, with N replicas counted once: the optimizer sums the replicas' gradients,
         so each replica adds 1/N of the (replica-independent) regularization.
 
-        Logs ``loss``: the mean loss per example of the epoch so far (the task sums over a batch; each
-        replica adds its summed loss and its number of examples to a mean whose result adds both up over
-        the replicas), the figure the console, the history and TensorBoard show; and, for a model with
-        regularization losses, this step's ``regularization_loss``."""
+        Logs ``loss``: the mean loss per example of the epoch so far (the task sums over a batch:
+        :class:`_EpochLoss`), the figure the console, the history and TensorBoard show; and, for a model
+        with regularization losses, this step's ``regularization_loss``."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
@@ -153,9 +171,8 @@ class TwoTowerRetrievalModel(GlobalBatchLoss, tfrs.Model):
             total_loss = loss + regularization_loss
         gradients = tape.gradient(total_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
-        examples = tf.cast(tf.shape(inputs[S.MOVIE_ID])[0], loss.dtype)
-        self.epoch_loss.mean.update_state(tf.math.divide_no_nan(loss, examples), sample_weight=examples)
-        logs = {"loss": self.epoch_loss.mean.result()}
+        examples = tf.cast(tf.shape(inputs[S.MOVIE_ID])[0], tf.float32)
+        logs = {"loss": self.epoch_loss.add(tf.cast(loss, tf.float32), examples)}
         if self.losses:
             logs["regularization_loss"] = regularization_loss
         return logs

@@ -61,6 +61,7 @@ CHECKPOINTS = "checkpoints"  # <run_dir>/checkpoints/<model>-<config digest> (ch
 KEEP_CHECKPOINTS = 2
 # The Keras TensorBoard callback's writers (epoch summaries at step = epoch index).
 TENSORBOARD_RUNS = ("train", "validation")
+EARLY_STOPPING_RUN = "validation/early_stopping"  # its decision, as text
 
 # Rating metrics ``predict``-based early stopping can watch (from the metric table).
 RATING_METRICS = M.RATING_METRICS
@@ -142,8 +143,9 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
             return None
         best, kept = f"{self.metric} {self.best:.4f}", self.best_epoch + 1
         if self.stopped:
+            waited = f"{self.wait} epoch{'s' if self.wait > 1 else ''}"
             return (
-                f"early stopping: {self.metric} did not improve for {self.wait} epochs; stopped after epoch "
+                f"early stopping: {self.metric} did not improve for {waited}; stopped after epoch "
                 f"{self.last_epoch(epochs) + 1} of {epochs}, restored epoch {kept} ({best})"
             )
         if kept < epochs:
@@ -414,7 +416,8 @@ def checkpoint_folder(recommender: Any) -> str:
 def _report_early_stopping(stoppers: list[ValidationEarlyStopping], epochs: int, logdir: Path | None,
                            chief: bool) -> None:  # fmt: skip
     """Each stopper's decision printed (by the chief) and, with a logdir, written to TensorBoard as the
-    ``early_stopping`` text of the ``validation`` run at the last epoch trained."""
+    ``early_stopping`` text of the run ``validation/early_stopping`` at the last epoch trained (a folder
+    of its own: Keras's writer of ``validation`` is closed, and each folder keeps one writer)."""
     for stopper in stoppers:
         line = stopper.decision(epochs)
         if line is None:
@@ -422,7 +425,7 @@ def _report_early_stopping(stoppers: list[ValidationEarlyStopping], epochs: int,
         if chief:
             print(line, flush=True)
         if logdir is not None:
-            write_text(logdir / "validation", "early_stopping", line, stopper.last_epoch(epochs))
+            write_text(logdir / EARLY_STOPPING_RUN, "early_stopping", line, stopper.last_epoch(epochs))
 
 
 def truncate_events(logdir: str | Path, first_step: int) -> None:

@@ -4,8 +4,8 @@
 
 - ``train``: ``epoch_loss`` (the mean loss per training example of each epoch, the figure the console
   prints) and the model's other training figures, one point per epoch (Keras's TensorBoard callback);
-- ``validation``: every early-stopping figure per epoch (``epoch_recall@20``, ``epoch_rmse``, ...) and
-  the early-stopping decision as text (:func:`write_text`, tag ``early_stopping``);
+- ``validation``: every early-stopping figure per epoch (``epoch_recall@20``, ``epoch_rmse``, ...);
+  ``validation/early_stopping``: the early-stopping decision as text (tag ``early_stopping``);
 - ``test``: the test figures (``test/<name>``) and the run's HParams session (:func:`write_run_hparams`):
   the config's main keys (:func:`run_hparams`) against its test figures, so that
   ``tensorboard --logdir runs`` compares every run in the HParams dashboard;
