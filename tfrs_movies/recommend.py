@@ -152,14 +152,14 @@ def _quiet_graph_optimizer() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if tfrs_movies.LOG_LEVEL_SET_BY_US:
-        _quiet_graph_optimizer()
     return guarded(lambda: _answer(args), args.debug, args.verbose)
 
 
 def _answer(args: argparse.Namespace) -> int:
     features = {"age": args.age, "gender": args.gender, "occupation": args.occupation, "zip": args.zip}
-    exported = load_export(args.model, ranking=args.ranking)
+    exported = load_export(args.model, ranking=args.ranking)  # a wrong path fails here, before TensorFlow
+    if tfrs_movies.LOG_LEVEL_SET_BY_US:
+        _quiet_graph_optimizer()
     if args.users_file is not None:
         return _batch(exported, args)
     if args.similar is not None:

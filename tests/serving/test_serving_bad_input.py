@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from tfrs_movies.recommend import main
 from tfrs_movies.serving import ServingError, load_export
-from tfrs_movies.serving.export import EXPORT_FORMAT
+from tfrs_movies.serving.layout import EXPORT_FORMAT
 
 
 @pytest.fixture
@@ -113,3 +115,21 @@ def test_a_users_file_that_is_not_text_or_empty_is_one_line(
     assert main(["--model", str(exported_retrieval), "--users-file", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: users file") and words in err and "\n" not in err
+
+
+def test_a_wrong_export_path_is_told_before_tensorflow_loads(tmp_path):
+    """A run directory (or a missing folder) given as ``--model`` is one error line from a fresh
+    interpreter that never imported TensorFlow (it answered in 7 s when the check needed the exporter)."""
+    (tmp_path / "run" / "export").mkdir(parents=True)
+    (tmp_path / "run" / "export" / "manifest.json").write_text("{}")
+    code = f"""
+import sys
+from tfrs_movies.recommend import main
+status = main(["--model", {str(tmp_path / "run")!r}, "--user", "1"])
+assert status == 2, status
+assert "tensorflow" not in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"
+    assert done.stderr.strip() == f"error: {run} is a run directory; its export is {run / 'export'}"

@@ -49,17 +49,14 @@ from tfrs_movies.features.preprocessing import ids_as_strings
 from tfrs_movies.io import atomic_directory, atomic_write_json
 from tfrs_movies.models.serving_parts import ServingParts
 from tfrs_movies.serving.card import CARD_FILE, model_card
+from tfrs_movies.serving.layout import EXPORT_FORMAT
 from tfrs_movies.serving.ranking_export import position_table
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1
 INDEXES = ("brute_force", "scann")
 # Up to this many fetched candidates, exclusion compares candidates with excluded ids pairwise.
 PAIRWISE_EXCLUSION_MAX = 4096
-REQUIRED_FILES = (
-    "manifest.json", "movies.csv", "similar.npz", "seen.npz", "popularity.npy", "brute_force/saved_model.pb",
-)  # fmt: skip
 # similar_movies is asked for this many movies at a time while writing similar.npz.
 SIMILAR_CHUNK = 512
 

@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tfrs_movies import schema as S
+from tfrs_movies.serving.layout import EXPORT_FORMAT, REQUIRED_FILES
 
 INDEXES = ("scann", "brute_force")
 AGGREGATIONS = ("average", "least_misery")
@@ -81,10 +82,8 @@ def _parse_id(value: Any, what: str) -> int:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """``path/manifest.json``, refused in one line when it is not JSON or its ``format`` is not the one
-    this version writes (:data:`tfrs_movies.serving.export.EXPORT_FORMAT`): an older or newer export's
+    this version writes (:data:`tfrs_movies.serving.layout.EXPORT_FORMAT`): an older or newer export's
     files may mean something else, so it is never served on a guess."""
-    from tfrs_movies.serving.export import EXPORT_FORMAT
-
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -109,8 +108,6 @@ class Exported:
     """A loaded export; the SavedModels are loaded on first use."""
 
     def __init__(self, path: str | Path, ranking: str | Path | None = None):
-        from tfrs_movies.serving.export import REQUIRED_FILES
-
         self.path = Path(path)
         if not self.path.is_dir():
             raise ServingError(f"export directory {self.path} does not exist")
