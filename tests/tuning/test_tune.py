@@ -174,9 +174,60 @@ def test_hparams_config_at_the_root_and_one_session_per_trial(resumed):
 def test_plots_are_png_files(resumed):
     plots = resumed["root"] / "plots"
     names = {p.name for p in plots.glob("*.png")}
-    assert names == {"train_valid_rmse_mae.png", "heatmap_model.params.rank__model.params.reg_user.png"}
+    assert names == {"train_valid_rmse_mae.png", "heatmap_model.params.rank__model.params.reg_user.png",
+                     "param_importance.png"}  # fmt: skip
     for path in plots.glob("*.png"):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def _drawn(monkeypatch) -> list:
+    """The figures the plot functions save (kept open for inspection)."""
+    from tfrs_movies.tuning import plots
+
+    figures: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    return figures
+
+
+def _trial(tid: str, rank: int, reg: float, rmse: float) -> dict:
+    params = {"model.params.rank": rank, "model.params.reg_user": reg}
+    return {"trial_id": tid, "status": "ok", "params": params, "valid": {"rmse": rmse},
+            "train": {"rmse": rmse - 0.1}}  # fmt: skip
+
+
+def test_the_line_plot_names_trials_by_their_hyperparameter_values(monkeypatch, tmp_path):
+    from tfrs_movies.tuning.plots import plot_curves
+
+    figures = _drawn(monkeypatch)
+    records = [_trial("aaaaaaaaaaaa", 2, 5.0, 0.95), _trial("bbbbbbbbbbbb", 10, 5.0, 0.90),
+               _trial("cccccccccccc", 10, 2.0, 0.99)]  # fmt: skip
+    plot_curves(records, tmp_path / "x.png", "rmse")
+    ticks = [t.get_text() for t in figures[0].axes[0].get_xticklabels()]
+    assert ticks == ["rank=10 reg_user=5.0", "rank=2 reg_user=5.0", "rank=10 reg_user=2.0"]  # best first
+    one_axis = [_trial(t, rank, 5.0, v) for t, rank, v in [("a", 10, 0.9), ("b", 2, 0.95), ("c", 5, 0.92)]]
+    plot_curves(one_axis, tmp_path / "y.png", "rmse")
+    ax = figures[1].axes[0]
+    assert ax.get_xlabel() == "model.params.rank"  # one numeric axis varied: over its values
+    assert list(ax.lines[-1].get_xdata()) == [2.0, 5.0, 10.0]
+    assert list(ax.lines[-1].get_ydata()) == [0.95, 0.92, 0.9]
+
+
+def test_parameter_importance_needs_two_trials_and_a_varied_parameter(monkeypatch, tmp_path):
+    pytest.importorskip("optuna")
+    from tfrs_movies.tuning.plots import param_importances, plot_importance
+
+    grid = [(2, 2.0), (2, 5.0), (5, 2.0), (5, 5.0), (10, 2.0), (10, 5.0)]
+    records = [_trial(str(i), rank, reg, 1.0 - rank / 100 + reg / 1000) for i, (rank, reg) in enumerate(grid)]
+    importances = param_importances(records, "rmse")
+    assert list(importances) == ["model.params.rank", "model.params.reg_user"]  # rank moves rmse most
+    assert sum(importances.values()) == pytest.approx(1.0)
+    figures = _drawn(monkeypatch)
+    plot_importance(importances, 6, "rmse", tmp_path / "i.png")
+    assert [t.get_text() for t in figures[0].axes[0].get_yticklabels()][-1] == "model.params.rank"  # on top
+    with pytest.raises(ValueError, match="1 finished trials"):
+        param_importances(records[:1], "rmse")
+    with pytest.raises(ValueError, match="0 varied"):
+        param_importances([records[0], {**records[0], "trial_id": "x", "valid": {"rmse": 0.5}}], "rmse")
 
 
 def test_another_base_config_is_refused_in_the_same_tuning_dir(resumed):

@@ -5,6 +5,10 @@
   models without rating figures get the selection metric instead.
 - :func:`plot_heatmap`: the validation metric over two chosen axes, the best value over the other axes
   in each cell.
+- :func:`plot_importance`: Optuna's parameter importances (fANOVA, :func:`param_importances`): how much
+  of the validation metric's variance over the finished trials each varied parameter explains.
+
+Trials are named by their hyperparameter values (the ones that vary), never by their ids.
 """
 
 from __future__ import annotations
@@ -34,31 +38,69 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def _label(value: Any) -> str:
+    """A hyperparameter value as a tick reads it: lists as JSON, floats to 4 significant digits
+    (Optuna's ``0.0008812615372898485`` is ``0.0008813``)."""
+    if isinstance(value, float):
+        return repr(value) if len(repr(value)) <= 7 else f"{value:.4g}"
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
+def varied_params(records: list[dict[str, Any]]) -> list[str]:
+    """The hyperparameters that took more than one value over ``records``, in file order."""
+    names = list(dict.fromkeys(name for r in records for name in r["params"]))
+    return [n for n in names if len({repr(r["params"].get(n)) for r in records}) > 1]
+
+
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def trial_label(record: dict[str, Any], names: list[str]) -> str:
+    """``"rank=5 reg_user=2.0"``: the trial's values of ``names`` (short names)."""
+    return " ".join(f"{_short(n)}={_label(record['params'].get(n))}" for n in names)
+
+
 def plot_curves(records: list[dict[str, Any]], path: str | Path, metric: str) -> Path:
-    """Train and validation curves over the trials, sorted by validation ``metric`` (best first)."""
+    """Train and validation curves over the trials. One numeric hyperparameter varied: over its values;
+    else over the trials sorted by validation ``metric`` (best first), each tick naming the trial's
+    values of the varied hyperparameters."""
     records = [r for r in records if metric in r["valid"]]
-    records.sort(key=lambda r: r["valid"][metric], reverse=not lower_is_better(metric))
+    varied = varied_params(records)
+    over_value = len(varied) == 1 and all(_number(r["params"].get(varied[0])) for r in records)
+    if over_value:
+        records.sort(key=lambda r: r["params"][varied[0]])
+        x = np.array([float(r["params"][varied[0]]) for r in records])
+    else:
+        records.sort(key=lambda r: r["valid"][metric], reverse=not lower_is_better(metric))
+        x = np.arange(1, len(records) + 1)
     panels = [m for m in ("rmse", "mae") if any(m in r["valid"] for r in records)] or [metric]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    x = np.arange(1, len(records) + 1)
+    longest = 0 if over_value else max((len(trial_label(r, varied)) for r in records), default=0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.5 + 0.07 * longest), squeeze=False)
     for ax, name in zip(axes[0], panels, strict=True):
         valid = [r["valid"].get(name, np.nan) for r in records]
         train = [r.get("train", {}).get(name, np.nan) for r in records]
         if not np.all(np.isnan(train)):
             ax.plot(x, train, "o-", markersize=3, label=f"train {name.upper()}")
         ax.plot(x, valid, "s-", markersize=3, label=f"validation {name.upper()}")
-        ax.set_xlabel(f"trial, ranked by validation {metric} (1 = best)")
         ax.set_ylabel(name.upper())
         ax.set_title(f"Train and validation {name.upper()} across {len(records)} trials\n"
                      "(validation split, not test)", fontsize=10)  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend()
-    if len(records) <= 20:  # few trials: name them (their id) under the axis
-        for ax in axes[0]:
-            ax.set_xticks(x, [r["trial_id"][:6] for r in records], rotation=90, fontsize=7)
+        if over_value:
+            ax.set_xlabel(varied[0])
+            if len(set(x)) > 1 and x.min() > 0 and x.max() / x.min() >= 20:
+                ax.set_xscale("log")
+        else:
+            every = max(1, -(-len(records) // 20))  # at most 20 named ticks
+            shown = x[::every]
+            labels = [trial_label(records[i - 1], varied) for i in shown]
+            ax.set_xticks(shown, labels, rotation=90, fontsize=7)
+            ax.set_xlabel(f"trials, best validation {metric} first")
     return _save(fig, path)
 
 
@@ -80,8 +122,8 @@ def heatmap_matrix(
         value = float(r["valid"][metric])
         cells[key] = best(cells[key], value) if key in cells else value
     order = lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, _label(v))  # noqa: E731
-    x_labels = [_label(v) for v in sorted(xs, key=order)]
-    y_labels = [_label(v) for v in sorted(ys, key=order)]
+    x_labels = list(dict.fromkeys(_label(v) for v in sorted(xs, key=order)))  # values alike to 4 digits: one
+    y_labels = list(dict.fromkeys(_label(v) for v in sorted(ys, key=order)))
     matrix = np.full((len(y_labels), len(x_labels)), np.nan)
     for (xl, yl), value in cells.items():
         matrix[y_labels.index(yl), x_labels.index(xl)] = value
@@ -114,4 +156,51 @@ def plot_heatmap(
         f"Validation {metric} ({word} over the other axes)\n(validation split, not test)", fontsize=10
     )
     fig.colorbar(image, ax=ax, label=f"validation {metric}")
+    return _save(fig, path)
+
+
+def param_importances(records: list[dict[str, Any]], metric: str, seed: int = 0) -> dict[str, float]:
+    """``{hyperparameter: importance}`` (sums to 1, largest first): Optuna's fANOVA over the finished
+    trials' validation ``metric``, the varied hyperparameters only (numbers on their range, anything
+    else as categories). Needs Optuna, at least 2 trials with the figure and 1 varied hyperparameter
+    (a ValueError says which is missing)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    records = [r for r in records if metric in r["valid"]]
+    varied = varied_params(records)
+    if len(records) < 2 or not varied:
+        raise ValueError(f"{len(records)} finished trials and {len(varied)} varied hyperparameters "
+                         "(at least 2 and 1 needed)")  # fmt: skip
+    distributions: dict[str, Any] = {}
+    for name in varied:
+        values = [r["params"].get(name) for r in records]
+        if all(_number(v) for v in values):
+            distributions[name] = FloatDistribution(float(min(values)), float(max(values)))
+        else:
+            distributions[name] = CategoricalDistribution(sorted({_label(v) for v in values}))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize" if lower_is_better(metric) else "maximize")
+    for r in records:
+        params = {n: float(r["params"][n]) if isinstance(d, FloatDistribution) else _label(r["params"].get(n))
+                  for n, d in distributions.items()}  # fmt: skip
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
+                                                  value=float(r["valid"][metric])))  # fmt: skip
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+
+
+def plot_importance(importances: dict[str, float], n_trials: int, metric: str, path: str | Path) -> Path:
+    """A horizontal bar per hyperparameter, the most important on top."""
+    names = list(importances)[::-1]
+    values = [importances[n] for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.8))
+    bars = ax.barh(range(len(names)), values, color="tab:blue")
+    ax.set_yticks(range(len(names)), names)
+    ax.bar_label(bars, [f"{v:.2f}" for v in values], padding=3, fontsize=8)
+    ax.set_xlim(0, max(1.0, max(values) * 1.15))
+    ax.set_xlabel(f"importance (share of the variance of validation {metric}, fANOVA)")
+    ax.set_title(f"Hyperparameter importance over {n_trials} finished trials\n(validation split, not test)",
+                 fontsize=10)  # fmt: skip
+    ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)

@@ -30,7 +30,13 @@ from tfrs_movies.io import atomic_write_json
 from tfrs_movies.progress import Progress
 from tfrs_movies.tuning import hparams
 from tfrs_movies.tuning.grid import SearchSpace, expand_grid, overrides_for, trial_id
-from tfrs_movies.tuning.plots import plot_curves, plot_heatmap
+from tfrs_movies.tuning.plots import (
+    param_importances,
+    plot_curves,
+    plot_heatmap,
+    plot_importance,
+    varied_params,
+)
 from tfrs_movies.tuning.pruning import Curve, Pruning, curve_of, default_pruner, finished_curves
 from tfrs_movies.tuning.store import FAILED, OK, PRUNED, TuningDir
 from tfrs_movies.tuning.trial import init_worker, run_trial
@@ -317,7 +323,7 @@ def _finish(store: TuningDir, base: dict, source: Any, options: TuneOptions, res
         say("no finished trial yet")
         return result
     hparams.write_config(store.root / "tensorboard", ok, options.metric)
-    result.plots = _plots(store, ok, options)
+    result.plots = _plots(store, ok, options, say)
     result.winner = choose_winner(ok, options.metric)
     winner = result.winner
     say(f"best on validation: trial {winner['trial_id']} {_short(winner['params'])} "
@@ -329,20 +335,29 @@ def _finish(store: TuningDir, base: dict, source: Any, options: TuneOptions, res
     return result
 
 
-def _plots(store: TuningDir, ok: list[dict[str, Any]], options: TuneOptions) -> list[Path]:
+def _plots(store: TuningDir, ok: list[dict[str, Any]], options: TuneOptions, say=print) -> list[Path]:
     out = [plot_curves(ok, store.root / "plots" / "train_valid_rmse_mae.png", options.metric)]
     axes = options.heatmap or _default_heatmap_axes(ok)
     if axes is not None:
         x_axis, y_axis = axes
         name = f"heatmap_{x_axis}__{y_axis}.png".replace("/", "_")
         out.append(plot_heatmap(ok, x_axis, y_axis, options.metric, store.root / "plots" / name))
+    try:
+        importances = param_importances(ok, options.metric, options.seed)
+    except ImportError:
+        say("no parameter-importance plot: it needs Optuna (pip install 'tfrs_movies[tune]')")
+    except ValueError as why:
+        say(f"no parameter-importance plot: {why}")
+    else:
+        n = sum(options.metric in r["valid"] for r in ok)
+        path = store.root / "plots" / "param_importance.png"
+        out.append(plot_importance(importances, n, options.metric, path))
     return out
 
 
 def _default_heatmap_axes(records: list[dict[str, Any]]) -> tuple[str, str] | None:
     """The first two axes that took more than one value."""
-    names = list(dict.fromkeys(name for r in records for name in r["params"]))
-    varied = [n for n in names if len({repr(r["params"].get(n)) for r in records}) > 1]
+    varied = varied_params(records)
     return (varied[0], varied[1]) if len(varied) >= 2 else None
 
 
