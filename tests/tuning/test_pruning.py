@@ -66,6 +66,7 @@ def test_a_bad_trial_is_pruned_recorded_and_not_rerun(tmp_path):
     assert good["status"] == "ok" and len(good["intermediate"]["values"]) == 3
     assert bad["intermediate"]["values"]["0"] > good["intermediate"]["values"]["0"]
     assert any("pruned after epoch 1" in line for line in lines)
+    assert not (tmp_path / "trials" / bad["trial_id"] / "checkpoints").exists()
     stamp = (tmp_path / "trials" / bad["trial_id"] / "result.json").stat().st_mtime_ns
     again = tune(base, space, options, QUIET)
     assert again.ran == [] and again.pruned == [] and again.reused == 3 and again.complete

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -98,7 +99,8 @@ def run_trial(
     try:
         outcome = run(config, "valid", say=lambda _: None, run_dir=trial_dir, dataset=dataset,
                       extra_figures=figures, callbacks=callbacks)  # fmt: skip
-    except TrialPruned as pruned:
+    except TrialPruned as pruned:  # a pruned trial is never resumed: its checkpoints go
+        shutil.rmtree(Path(trial_dir) / "checkpoints", ignore_errors=True)
         _clear_session()
         return {"status": "pruned", "pruned_at_epoch": pruned.epoch + 1, "valid": {}, "train": {},
                 "intermediate": intermediate(pruning.metric, pruned.curve),
