@@ -386,6 +386,70 @@ def test_ease_auto_l2_grid_scales_with_the_data_and_refits_the_validation_choice
     np.testing.assert_allclose(model.weights, refit, rtol=1e-6)
 
 
+def _direct_ease(binary: np.ndarray, l2: float, full_rank: bool = False) -> np.ndarray:
+    """B by an explicit float64 inverse (Steck's closed form), the reference for the fast paths."""
+    inverse = np.linalg.inv(binary.T.astype(float) @ binary + l2 * np.eye(binary.shape[1]))
+    if full_rank:
+        return np.eye(len(inverse)) - l2 * inverse
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights
+
+
+def _wide_world(seed: int, n_users: int, n_movies: int):
+    """:func:`_ease_world` with fewer users than movies (each movie seen at least once)."""
+    rng = np.random.default_rng(seed)
+    binary = rng.random((n_users, n_movies)) < np.linspace(0.6, 0.1, n_movies)[None, :]
+    binary[np.arange(n_movies) % n_users, np.arange(n_movies)] = True
+    return binary, _frame(np.full(binary.shape, 4.0), binary)
+
+
+def test_ease_user_gram_spectrum_is_the_direct_inverse_for_every_l2():
+    import scipy.sparse as sp
+
+    binary, _ = _wide_world(seed=11, n_users=15, n_movies=40)
+    binary[3] = False  # a user with no ratings: a zero eigenvalue of X X^T
+    matrix = sp.csr_matrix(binary.astype(np.float32))
+    spectrum = ease_module.UserGramSpectrum(matrix)
+    rows = matrix[[0, 4, 9, 14]]
+    projected = spectrum.project(rows)
+    for l2 in (0.25, 3.0, 200.0):
+        inverse = np.linalg.inv(binary.T.astype(float) @ binary + l2 * np.eye(40))
+        np.testing.assert_allclose(spectrum.diagonal(l2), np.diag(inverse), rtol=1e-10)
+        for full_rank in (False, True):
+            direct = _direct_ease(binary, l2, full_rank)
+            np.testing.assert_allclose(spectrum.weights(l2, full_rank), direct, rtol=1e-5, atol=1e-6)
+            scores = spectrum.scores(rows, projected, l2, full_rank)
+            np.testing.assert_allclose(scores, rows.toarray() @ direct, rtol=1e-9, atol=1e-12)
+    assert ease_module.spectrum_fits(15, 40) and ease_module.spectrum_fits(800, 1000)
+    assert not ease_module.spectrum_fits(900, 1000) and not ease_module.spectrum_fits(40, 15)
+    with pytest.raises(ValueError, match="l2 > 0"):
+        spectrum.diagonal(0.0)
+
+
+def test_ease_auto_l2_chooses_what_the_direct_inversion_chooses(monkeypatch):
+    binary, ratings = _wide_world(seed=5, n_users=30, n_movies=60)
+    assert ease_module.spectrum_fits(*binary.shape)
+    built = []
+
+    class Recorded(ease_module.UserGramSpectrum):
+        def __init__(self, interactions):
+            built.append(interactions.shape)
+            super().__init__(interactions)
+
+    monkeypatch.setattr(ease_module, "UserGramSpectrum", Recorded)
+    fast = _fit("ease", ratings, l2="auto")
+    assert len(built) == 2  # one shared by every validation candidate, one for the refit on everything
+    np.testing.assert_allclose(fast.weights, _direct_ease(binary, fast.chosen["l2"]), rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(ease_module, "spectrum_fits", lambda *shape: False)  # every l2 by its own inverse
+    direct = _fit("ease", ratings, l2="auto")
+    assert fast.chosen["l2"] == direct.chosen["l2"]
+    assert fast.chosen["grid"].keys() == direct.chosen["grid"].keys()
+    figures = [list(model.chosen["grid"].values()) for model in (fast, direct)]
+    np.testing.assert_allclose(*figures, atol=1e-6)
+    np.testing.assert_allclose(fast.weights, direct.weights, rtol=1e-5, atol=1e-6)
+
+
 def test_ease_candidate_lists_pick_the_best_validation_figure_by_coordinate_search():
     figure = {(1.0, 0.0): 0.1, (10.0, 0.0): 0.3, (100.0, 0.0): 0.2, (10.0, 0.5): 0.4, (1.0, 0.5): 0.5,
               (100.0, 0.5): 0.0}  # fmt: skip

@@ -38,6 +38,12 @@ mean number of ratings of a rated movie), then the best one's neighbours at half
 useful l2 grows with how often movies are rated, so no constant tuned to one dataset is needed. The
 ``auto`` dropout candidates are 0, 0.1, 0.25, 0.5 (a probability: scale-free). l2 and dropout are chosen
 by coordinate search (each in turn over its candidates, the other held, until neither changes).
+
+Fewer users than movies (a small release with a large catalogue): every plain-ridge l2 shares one
+eigendecomposition of the (n_users, n_users) ``X X^T`` (:class:`UserGramSpectrum`, Woodbury) and costs
+a few products with the validation users' rows instead of an (n_movies, n_movies) inverse; the final
+fit uses it too. On 610 users x 10,000 movies ``l2: auto`` fell from 392 s to 11 s with the same choice
+(docs/BENCHMARKS.md, "EASE's l2 grid from one eigendecomposition").
 """
 
 from __future__ import annotations
@@ -91,11 +97,17 @@ def ease_weights(
     Lambda)^-1``; ``B = -P / diag(P)`` column-wise with a zero diagonal, or ``B = I - P Lambda`` when
     ``full_rank`` (no diagonal constraint). ``dropout = 0`` and not ``full_rank`` is plain EASE.
 
-    Peak memory ``12 n_movies^2`` bytes: the float64 Gram matrix is inverted in place (LAPACK getrf +
-    getri on its buffer) and B is written into a float32 array a block of rows at a time."""
+    Plain ridge (``dropout = 0``, ``l2 > 0``) with clearly fewer users than movies (where
+    :func:`spectrum_fits`) goes through :class:`UserGramSpectrum`: an eigendecomposition of the small
+    ``X X^T``, then B a block of rows at a time. Otherwise the float64 Gram matrix is inverted in place
+    (LAPACK getrf + getri on its buffer; Cholesky's potri measured no faster here) and B is written into
+    a float32 array a block of rows at a time. Peak ``12 n_movies^2`` bytes either way."""
     from scipy.linalg import inv
 
-    gram = gram_matrix(interactions)
+    rows = sp.csr_matrix(interactions)
+    if dropout == 0 and l2 > 0 and spectrum_fits(*rows.shape):
+        return UserGramSpectrum(rows).weights(l2, full_rank)
+    gram = gram_matrix(rows)
     ridge = l2 + dropout / (1.0 - dropout) * np.diag(gram)  # (n_movies,) the diagonal of Lambda
     gram[np.diag_indices_from(gram)] += ridge
     # Symmetric, so its transpose (a Fortran-ordered view of the same buffer) is the same matrix and
@@ -112,6 +124,82 @@ def ease_weights(
     del inverse
     weights[np.diag_indices_from(weights)] = (1.0 + np.diag(weights)) if full_rank else 0.0
     return weights
+
+
+def spectrum_fits(n_users: int, n_movies: int) -> bool:
+    """Whether :class:`UserGramSpectrum` fits where the dense path does (:func:`ease_bytes`): its peaks
+    are the eigendecomposition (``X X^T``, its vectors and LAPACK's work: about ``18 n_users^2`` bytes),
+    the vectors beside ``W`` (``8 n_users^2 + 8 n_movies n_users``) and ``W`` beside B (``8 n_movies
+    n_users + 4 n_movies^2``); true up to about 0.8 users per movie, so the memory check holds."""
+    n, m = int(n_users), int(n_movies)
+    return 0 < n < m and max(18 * n * n, 8 * n * (n + m), 8 * n * m + 4 * m * m) <= ease_bytes(m)
+
+
+class UserGramSpectrum:
+    """``P(l2) = (X^T X + l2 I)^-1`` (n_movies, n_movies) for every ``l2 > 0`` from one eigendecomposition
+    of the (n_users, n_users) ``X X^T = U diag(e) U^T``, for an (n_users, n_movies) ``X`` with fewer
+    users than movies. By the push-through (Woodbury) identity
+
+        P(l2) = (I - X^T (X X^T + l2 I)^-1 X) / l2 = I / l2 - W diag(1 / (l2 (e + l2))) W^T,   W = X^T U,
+
+    so a new l2 costs products with the (n_movies, n_users) ``W`` instead of an inverse of an (n_movies,
+    n_movies) matrix; ``diag(P) = 1 / l2 - (W * W) (1 / (l2 (e + l2)))`` and the scores of a few users'
+    rows ``R P = R / l2 - (R W) diag(..) W^T`` need no (n_movies, n_movies) matrix at all. Everything is
+    float64 (``diag(P)`` subtracts from ``1 / l2``). Memory: ``8 n_movies n_users`` bytes for ``W``, after
+    about ``18 n_users^2`` for the eigendecomposition (see :func:`spectrum_fits`)."""
+
+    def __init__(self, interactions: sp.spmatrix):
+        from scipy.linalg import eigh
+
+        rows = sp.csr_matrix(interactions, dtype=np.float64)
+        values, vectors = eigh((rows @ rows.T).toarray(), overwrite_a=True, check_finite=False)
+        self.values = np.maximum(values, 0.0)  # (n_users,) e, >= 0 up to rounding
+        self.projection = np.asarray(rows.T @ vectors)  # (n_movies, n_users) W = X^T U
+        self._step = max(1, _GRAM_BLOCK_BYTES // (8 * max(len(values), 1)))  # rows of W per block
+
+    def coefficients(self, l2: float) -> np.ndarray:
+        """(n_users,) ``1 / (l2 (e + l2))``: ``P(l2) = I / l2 - W diag(coefficients) W^T``."""
+        if not l2 > 0:
+            raise ValueError(f"UserGramSpectrum needs l2 > 0, got {l2!r}")
+        return 1.0 / (l2 * (self.values + l2))
+
+    def diagonal(self, l2: float) -> np.ndarray:
+        """(n_movies,) ``diag(P(l2))``, a block of rows of ``W`` at a time."""
+        coefficients = self.coefficients(l2)
+        out = np.empty(len(self.projection))
+        for start in range(0, len(out), self._step):
+            out[start : start + self._step] = (
+                1.0 / l2 - self.projection[start : start + self._step] ** 2 @ coefficients
+            )
+        return out
+
+    def project(self, rows: sp.spmatrix) -> np.ndarray:
+        """(k, n_users) ``R W`` for (k, n_movies) rows ``R``: computed once, used for every l2."""
+        return np.asarray(sp.csr_matrix(rows, dtype=np.float64) @ self.projection)
+
+    def scores(
+        self, rows: sp.spmatrix, projected: np.ndarray, l2: float, full_rank: bool = False
+    ) -> np.ndarray:
+        """(k, n_movies) float64 EASE scores ``R B(l2)`` of (k, n_movies) rows ``R`` (``projected`` is
+        :meth:`project` of them): ``R - (R P) / diag(P)`` column-wise (``R B`` with ``B = I - P /
+        diag(P)``, whose diagonal is 0), or ``R - l2 R P`` when ``full_rank`` (``B = I - l2 P``)."""
+        dense = sp.csr_matrix(rows, dtype=np.float64).toarray()
+        times_p = dense / l2 - (projected * self.coefficients(l2)) @ self.projection.T
+        return dense - (l2 * times_p if full_rank else times_p / self.diagonal(l2)[None, :])
+
+    def weights(self, l2: float, full_rank: bool = False) -> np.ndarray:
+        """(n_movies, n_movies) float32 B (as :func:`ease_weights`), a block of rows of P at a time."""
+        coefficients = self.coefficients(l2)
+        scale = np.full(len(self.projection), -l2) if full_rank else -1.0 / self.diagonal(l2)
+        m = len(scale)
+        weights = np.empty((m, m), dtype=np.float32)
+        step = max(1, _GRAM_BLOCK_BYTES // (8 * max(m, 1)))
+        for start in range(0, m, step):
+            block = -(self.projection[start : start + step] * coefficients) @ self.projection.T
+            block[np.arange(len(block)), start + np.arange(len(block))] += 1.0 / l2
+            weights[start : start + step] = block * scale[None, :]
+        weights[np.diag_indices_from(weights)] = (1.0 + np.diag(weights)) if full_rank else 0.0
+        return weights
 
 
 AUTO_L2_MULTIPLES = (1 / 16, 1 / 4, 1.0, 4.0, 16.0, 64.0)  # of the mean diagonal of X^T X
@@ -269,10 +357,20 @@ class EASERecommender(Recommender):
         )
         rows = pd.Index(self.users).get_indexer(evaluator.users)
         full = np.zeros((len(rows), len(self.catalogue)), dtype=np.float32)
+        # Plain ridge candidates share one eigendecomposition (built at the first of them) and score
+        # the validation users' rows without forming B; the others (EDLAE's dropout) fit B each.
+        shared: list[tuple[UserGramSpectrum, np.ndarray]] = []
 
         def evaluate(l2: float, dropout: float) -> float:
-            weights = ease_weights(history, l2, dropout, self.params.full_rank)
-            full[:, self.kept] = np.asarray(history[rows] @ weights)
+            if dropout == 0 and l2 > 0 and spectrum_fits(*history.shape):
+                if not shared:
+                    spectrum = UserGramSpectrum(history)
+                    shared.append((spectrum, spectrum.project(history[rows])))
+                spectrum, projected = shared[0]
+                full[:, self.kept] = spectrum.scores(history[rows], projected, l2, self.params.full_rank)
+            else:
+                weights = ease_weights(history, l2, dropout, self.params.full_rank)
+                full[:, self.kept] = np.asarray(history[rows] @ weights)
             figures = evaluator.evaluate(lambda users: full[np.searchsorted(evaluator.users, users)])
             return float(figures[self.params.select_metric])
 
