@@ -155,7 +155,9 @@ def test_early_stopping_says_what_it_did():
     )
     assert _stopper("recall@20", 0.0, -1, 0).decision(4) is None
     once = _stopper("mrr@10", 0.5, 1, 1, patience=1)
-    assert "did not improve for 1 epoch; stopped after epoch 3 of 4" in once.decision(4)
+    assert once.decision(4, "autorec").startswith(
+        "early stopping (autorec): mrr@10 did not improve for 1 epoch;"
+    )
 
 
 # ----- the console -------------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def test_a_runs_tensorboard_shows_what_the_console_printed(tiny_run):
     for name in figures:
         np.testing.assert_allclose([v for _, v in valid[f"epoch_{name[4:]}"]], history[name], rtol=1e-6)
     # Early stopping's decision: printed once and written as text at the last epoch trained.
-    (decision,) = [line for line in printed if line.startswith("early stopping:")]
+    (decision,) = [line for line in printed if line.startswith("early stopping (retrieval): ")]
     kept = f"restored epoch {history['best_epoch'][0]}"
     assert kept in decision or (
         "the last epoch is the best" in decision and history["best_epoch"][0] == epochs

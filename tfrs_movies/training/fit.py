@@ -135,22 +135,24 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
         """The last epoch trained (0-based) of a training of ``epochs`` epochs, once it is over."""
         return self.best_epoch + self.wait if self.stopped else epochs - 1
 
-    def decision(self, epochs: int) -> str | None:
-        """What early stopping did, in one line, once a training of ``epochs`` epochs is over (None when
-        no epoch was validated), e.g. ``early stopping: ndcg@10 did not improve for 3 epochs; stopped
+    def decision(self, epochs: int, model: str = "") -> str | None:
+        """What early stopping did, in one line, once a training of ``epochs`` epochs of ``model`` (its
+        name, shown when given: a blend or hybrid trains several) is over; None when no epoch was
+        validated. E.g. ``early stopping (retrieval): ndcg@10 did not improve for 3 epochs; stopped
         after epoch 5 of 10, restored epoch 2 (ndcg@10 0.4123)``."""
         if self.best_epoch < 0:
             return None
+        head = f"early stopping ({model})" if model else "early stopping"
         best, kept = f"{self.metric} {self.best:.4f}", self.best_epoch + 1
         if self.stopped:
             waited = f"{self.wait} epoch{'s' if self.wait > 1 else ''}"
             return (
-                f"early stopping: {self.metric} did not improve for {waited}; stopped after epoch "
+                f"{head}: {self.metric} did not improve for {waited}; stopped after epoch "
                 f"{self.last_epoch(epochs) + 1} of {epochs}, restored epoch {kept} ({best})"
             )
         if kept < epochs:
-            return f"early stopping: did not stop ({epochs} epochs); restored epoch {kept}, the best ({best})"
-        return f"early stopping: did not stop ({epochs} epochs); the last epoch is the best ({best})"
+            return f"{head}: did not stop ({epochs} epochs); restored epoch {kept}, the best ({best})"
+        return f"{head}: did not stop ({epochs} epochs); the last epoch is the best ({best})"
 
 
 class FullRankingEarlyStopping(ValidationEarlyStopping):
@@ -413,13 +415,13 @@ def checkpoint_folder(recommender: Any) -> str:
     return f"{recommender.name}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
-def _report_early_stopping(stoppers: list[ValidationEarlyStopping], epochs: int, logdir: Path | None,
-                           chief: bool) -> None:  # fmt: skip
+def _report_early_stopping(stoppers: list[ValidationEarlyStopping], epochs: int, model: str,
+                           logdir: Path | None, chief: bool) -> None:  # fmt: skip
     """Each stopper's decision printed (by the chief) and, with a logdir, written to TensorBoard as the
     ``early_stopping`` text of the run ``validation/early_stopping`` at the last epoch trained (a folder
     of its own: Keras's writer of ``validation`` is closed, and each folder keeps one writer)."""
     for stopper in stoppers:
-        line = stopper.decision(epochs)
+        line = stopper.decision(epochs, model)
         if line is None:
             continue
         if chief:
@@ -510,7 +512,7 @@ def fit_keras(
             ).history
         else:
             history = checkpointing.fit(D.shard_by_data(data), epochs, callbacks, cfg["verbose"])
-        _report_early_stopping(stoppers, epochs, logdir, D.is_chief(strategy))
+        _report_early_stopping(stoppers, epochs, recommender.name, logdir, D.is_chief(strategy))
     out = {k: [float(v) for v in values] for k, values in history.items()}
     out["train_seconds"] = [time.perf_counter() - start]
     if stopper is not None and stopper.best_epoch >= 0:
