@@ -2,8 +2,10 @@
 
 ``tensorboard --logdir <run_dir>/tensorboard`` then shows these runs (folders):
 
-- ``train``: ``epoch_loss`` (the mean loss per training example of each epoch, the figure the console
-  prints) and the model's other training figures, one point per epoch (Keras's TensorBoard callback);
+- ``train``: ``epoch_loss``, the figure the console prints, one point per epoch (Keras's TensorBoard
+  callback): for the two-tower model the epoch's mean loss per training example, for the models built on
+  ``MeanLossModel`` and the autoencoders the epoch's mean of their batch losses, for the sequence model
+  (``tfrs.Model``'s own step) its last batch's; and the model's other training figures;
 - ``validation``: every early-stopping figure per epoch (``epoch_recall@20``, ``epoch_rmse``, ...);
   ``validation/early_stopping``: the early-stopping decision as text (tag ``early_stopping``);
 - ``test``: the test figures (``test/<name>``) and the run's HParams session (:func:`write_run_hparams`):
