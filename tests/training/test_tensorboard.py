@@ -153,6 +153,8 @@ def test_early_stopping_says_what_it_did():
         last.decision(4)
         == "early stopping: did not stop (4 epochs); the last epoch is the best (recall@20 0.3000)"
     )
+    single = _stopper("recall@20", 0.3, 0, 0, patience=0)
+    assert single.decision(1).startswith("early stopping: did not stop (1 epoch); the last epoch")
     assert _stopper("recall@20", 0.0, -1, 0).decision(4) is None
     once = _stopper("mrr@10", 0.5, 1, 1, patience=1)
     assert once.decision(4, "autorec").startswith(

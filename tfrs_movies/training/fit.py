@@ -150,9 +150,10 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
                 f"{head}: {self.metric} did not improve for {waited}; stopped after epoch "
                 f"{self.last_epoch(epochs) + 1} of {epochs}, restored epoch {kept} ({best})"
             )
+        trained = f"{epochs} epoch{'s' if epochs > 1 else ''}"
         if kept < epochs:
-            return f"{head}: did not stop ({epochs} epochs); restored epoch {kept}, the best ({best})"
-        return f"{head}: did not stop ({epochs} epochs); the last epoch is the best ({best})"
+            return f"{head}: did not stop ({trained}); restored epoch {kept}, the best ({best})"
+        return f"{head}: did not stop ({trained}); the last epoch is the best ({best})"
 
 
 class FullRankingEarlyStopping(ValidationEarlyStopping):
