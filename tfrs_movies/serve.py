@@ -20,14 +20,10 @@ import socket
 import sys
 from collections.abc import Sequence
 
-import tfrs_movies  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
-
-if tfrs_movies.LOG_LEVEL_SET_BY_US:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-
-from tfrs_movies.cli import command_parser  # noqa: E402
-from tfrs_movies.serving.http.settings import ServerSettings  # noqa: E402
-from tfrs_movies.serving.load import ServingError, load_export  # noqa: E402
+import tfrs_movies  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+from tfrs_movies.cli import add_debug_flag, command_parser, guarded
+from tfrs_movies.serving.http.settings import ServerSettings
+from tfrs_movies.serving.load import load_export
 
 DEFAULTS = ServerSettings()
 
@@ -65,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument("--threads", type=int, default=DEFAULTS.threads, help="request threads")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_debug_flag(parser)
     return parser
 
 
@@ -75,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {what}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    return guarded(lambda: _serve(args), args.debug, args.verbose)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # A wrong path is one error line (status 2) before the app and TensorFlow load.
+    exported = load_export(args.model, ranking=args.ranking)
     import uvicorn
 
     from tfrs_movies.serving.http.app import create_app, warm_up
@@ -87,12 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_wait_ms=args.max_wait_ms,
         threads=args.threads,
     )
-    try:
-        exported = load_export(args.model, ranking=args.ranking)
-        warm_up(exported)
-    except ServingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    warm_up(exported)
     app = create_app(exported, settings)
     try:
         sock = socket.create_server((args.host, args.port))

@@ -118,18 +118,19 @@ def test_a_users_file_that_is_not_text_or_empty_is_one_line(
 
 
 def test_a_wrong_export_path_is_told_before_tensorflow_loads(tmp_path):
-    """A run directory (or a missing folder) given as ``--model`` is one error line from a fresh
+    """A run directory given as ``recommend --model`` or ``serve --model`` is one error line from a fresh
     interpreter that never imported TensorFlow (it answered in 7 s when the check needed the exporter)."""
     (tmp_path / "run" / "export").mkdir(parents=True)
     (tmp_path / "run" / "export" / "manifest.json").write_text("{}")
-    code = f"""
+    run = tmp_path / "run"
+    for command, extra in (("recommend", ["--user", "1"]), ("serve", ["--port", "0"])):
+        code = f"""
 import sys
-from tfrs_movies.recommend import main
-status = main(["--model", {str(tmp_path / "run")!r}, "--user", "1"])
+from tfrs_movies.{command} import main
+status = main(["--model", {str(run)!r}, *{extra!r}])
 assert status == 2, status
 assert "tensorflow" not in sys.modules
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    run = tmp_path / "run"
-    assert done.stderr.strip() == f"error: {run} is a run directory; its export is {run / 'export'}"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stderr.strip() == f"error: {run} is a run directory; its export is {run / 'export'}"
