@@ -136,3 +136,11 @@ def test_params_are_checked():
         build_model(load_config(None, {"model.name": "knn_baseline", "model.params.k": 0}))
     with pytest.raises(ConfigError, match="model.params.shrinkage"):
         build_model(load_config(None, {"model.name": "knn_baseline", "model.params.shrinkage": -1.0}))
+
+
+def test_similarities_larger_than_the_budget_are_refused_in_one_line():
+    from tfrs_movies.models.baselines.memory import TooLargeError
+
+    with pytest.raises(TooLargeError, match="movie similarities needs about") as caught:
+        _fit(_ratings(), memory_gb=1e-9)
+    assert "\n" not in str(caught.value)

@@ -42,24 +42,40 @@ from tfrs_movies.models.state import State
 
 
 def similarity_bytes(n_movies: int) -> int:
-    """Peak memory of :func:`pearson_baseline`: about five dense (N, N) float64 matrices."""
-    return 5 * 8 * n_movies * n_movies
+    """Peak memory of :func:`pearson_baseline`: about five (N, N) float32 matrices (three dense ones, and
+    a sparse product on its way to dense)."""
+    return 5 * 4 * n_movies * n_movies
 
 
 def pearson_baseline(residual: sp.csr_matrix, shrinkage: float) -> np.ndarray:
     """Shrunk Pearson-baseline similarities between the columns of ``residual`` (users, N), whose
-    stored entries are the rated pairs (explicit zeros included); returns (N, N) float32, diagonal 0."""
+    stored entries are the rated pairs (explicit zeros included); returns (N, N) float32, diagonal 0.
+
+    Computed in float32 and in place, so that at most three dense (N, N) arrays live at once."""
+    residual = sp.csr_matrix(residual, dtype=np.float32, copy=True)
     rated = residual.copy()
     rated.data = np.ones_like(rated.data)
-    products = (residual.T @ residual).toarray()  # sum over common users of e_ui e_uj
     squares = residual.multiply(residual).tocsr()
     common_squares = (squares.T @ rated).toarray()  # [i, j]: sum over common users of e_ui^2
-    common = (rated.T @ rated).toarray()  # n_ij
-    denominator = np.sqrt(common_squares * common_squares.T)
-    similarity = np.divide(products, denominator, out=np.zeros_like(products), where=denominator > 0)
-    similarity *= np.maximum(common - 1, 0) / np.maximum(common - 1 + shrinkage, 1e-12)
+    denominator = common_squares * common_squares.T
+    del common_squares
+    np.sqrt(denominator, out=denominator)
+    similarity = (residual.T @ residual).toarray()  # sum over common users of e_ui e_uj
+    defined = denominator > 0
+    np.divide(similarity, denominator, out=similarity, where=defined)
+    similarity[~defined] = 0.0
+    del denominator, defined
+    shrunk = (rated.T @ rated).toarray()  # n_ij
+    shrunk -= 1.0
+    np.maximum(shrunk, 0.0, out=shrunk)
+    denominator = shrunk + shrinkage
+    np.maximum(denominator, 1e-12, out=denominator)
+    shrunk /= denominator  # (n_ij - 1) / (n_ij - 1 + shrinkage)
+    del denominator
+    similarity *= shrunk
+    del shrunk
     np.fill_diagonal(similarity, 0.0)
-    return similarity.astype(np.float32)
+    return similarity
 
 
 def neighbour_terms(similarity: np.ndarray, residuals: np.ndarray, k: int, min_k: int) -> np.ndarray:
