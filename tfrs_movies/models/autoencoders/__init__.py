@@ -5,4 +5,6 @@
   scoring, the fold-in of a user given only a watched list, persistence and the dot-form export;
 - :mod:`.mult`: Mult-VAE and Mult-DAE (Liang et al. 2018), registered as ``mult_vae`` / ``mult_dae``;
 - :mod:`.recvae`: RecVAE (Shenbin et al. 2020), registered as ``recvae``.
+- :mod:`.vasp`: VASP (Vančura and Kordík 2021), a VAE and a shallow item-item path trained jointly,
+  registered as ``vasp``.
 """
