@@ -7,6 +7,13 @@ without early stopping (EASE, the baselines) are refitted on train + validation.
 looked at. Standardising each user's score row (zero mean, unit variance over the catalogue) puts
 scores of different scales (a two-tower dot product, an EASE score) on one footing.
 
+With ``model.params.weight_buckets`` B > 1 the weights depend on how much a user has rated (a
+feature-weighted stack): users fall into B quantile buckets of their history length (ratings in train
+plus the early-stopping half of validation; edges from the weight-validation users), and each bucket's
+weights are chosen on its own weight-validation users from the same grid; a bucket with fewer than
+``model.params.bucket_min_users`` of them keeps the weights chosen on everyone. B = 1 is one set of
+weights for all.
+
 The weight search holds every component's (users x catalogue) score rows of the weight-validation users
 at once: where they would not fit in memory (90 % of MemAvailable; ML-25M's 162k users x 59k movies
 would need tens of GB), it ranks a seeded sample of as many users as fit, decided before any
@@ -31,10 +38,17 @@ import tensorflow as tf
 from tfrs_movies import schema as S
 from tfrs_movies.config import ConfigError, merge
 from tfrs_movies.data.splits import per_user_random_mask
-from tfrs_movies.evaluation.ranking import FullRankingEvaluator
+from tfrs_movies.evaluation.metrics import ranking_metrics
+from tfrs_movies.evaluation.ranking import (
+    SCORE_BLOCK_BYTES,
+    FullRankingEvaluator,
+    rows_per_block,
+    sparse_hits,
+    top_k_indices,
+)
 from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import build_model, get_model_class, register
-from tfrs_movies.models.serving_parts import ServingParts
+from tfrs_movies.models.serving_parts import ServingParts, UserTable
 from tfrs_movies.models.state import State
 
 
@@ -53,6 +67,42 @@ def simplex_grid(n: int, step: float) -> list[tuple[float, ...]]:
         for combo in itertools.product(range(units + 1), repeat=n)
         if sum(combo) == units
     ]
+
+
+def per_user_metric(
+    evaluator: FullRankingEvaluator, scores: np.ndarray, metric: str
+) -> tuple[np.ndarray, float]:
+    """``scores`` (len(evaluator.users), N) -> (each evaluator user's ``metric`` (users,), their mean).
+
+    The mean is summed block by block as :meth:`FullRankingEvaluator.evaluate` sums it (the same
+    figure to the last digit, so a grid search over it picks what ``evaluate`` would)."""
+    k = int(metric.split("@")[1])
+    step = rows_per_block(len(evaluator.catalogue), 512, SCORE_BLOCK_BYTES)
+    values, total = [], 0.0
+    for start in range(0, len(evaluator.users), step):
+        stop = min(start + step, len(evaluator.users))
+        block = np.array(scores[start:stop], dtype=np.float32, copy=True)
+        if evaluator.seen is not None:
+            seen = evaluator.seen[start:stop]
+            block[np.repeat(np.arange(stop - start), np.diff(seen.indptr)), seen.indices] = -np.inf
+        hits = sparse_hits(evaluator.relevant[start:stop], top_k_indices(block, k))
+        value = ranking_metrics(hits, evaluator.n_relevant[start:stop], [k])[metric]
+        values.append(value)
+        total += float(value.sum())
+    return np.concatenate(values), total / len(evaluator.users)
+
+
+def history_buckets(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Users' history lengths (n,) -> their bucket 0..len(edges): how many edges each count reaches."""
+    return np.searchsorted(edges, counts, side="right").astype(np.int64)
+
+
+def quantile_edges(counts: np.ndarray, buckets: int) -> np.ndarray:
+    """The ``buckets - 1`` inner quantiles of ``counts`` (ascending, repeats dropped): B equal-sized
+    buckets of users by history length where the counts allow it."""
+    if buckets <= 1 or not len(counts):
+        return np.empty(0)
+    return np.unique(np.quantile(counts, np.arange(1, buckets) / buckets))
 
 
 # ----- composites: members' states and scorers ------------------------------------------------------
@@ -94,20 +144,29 @@ class MemberScorer(tf.Module):
 
 
 class StandardisedSum(tf.Module):
-    """``user_id (B,) -> (B, N)``: ``sum_k w_k standardise_rows(member_k(user_id))``, in TensorFlow."""
+    """``user_id (B,) -> (B, N)``: ``sum_k w_k standardise_rows(member_k(user_id))``, in TensorFlow.
 
-    def __init__(self, members: list[Recommender], weights: np.ndarray, catalogue: np.ndarray):
+    ``user_weights``: a :class:`UserTable` ``user_id (B,) -> (B, K)`` of per-user weights (its unknown
+    row the global ``weights``), or None for the global ``weights`` alone."""
+
+    def __init__(
+        self, members: list[Recommender], weights: np.ndarray, catalogue: np.ndarray,
+        user_weights: UserTable | None = None,
+    ):  # fmt: skip
         super().__init__()
         self.members = [MemberScorer(m, catalogue) for m in members]
         self.weights = [float(w) for w in weights]
+        self.user_weights = user_weights
 
     def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
+        per_user = None if self.user_weights is None else self.user_weights(user_id)
         total = None
-        for weight, member in zip(self.weights, self.members, strict=True):
+        for k, (weight, member) in enumerate(zip(self.weights, self.members, strict=True)):
             scores = member(user_id)
             mean = tf.reduce_mean(scores, axis=1, keepdims=True)
             std = tf.math.reduce_std(scores, axis=1, keepdims=True)
-            term = weight * (scores - mean) / tf.where(std > 0, std, tf.ones_like(std))
+            factor = weight if per_user is None else per_user[:, k : k + 1]
+            term = factor * (scores - mean) / tf.where(std > 0, std, tf.ones_like(std))
             total = term if total is None else total + term
         return total
 
@@ -125,6 +184,15 @@ class HybridParams(ModelParams):
     # what components early-stop on. Disjoint, so a component that early-stopped on its half does
     # not look better than it is when the weights are chosen.
     weight_fraction: float = 0.5
+    # Users split into this many quantile buckets of history length, each bucket's weights chosen on
+    # its own weight-validation users (1: one set of weights for everyone).
+    weight_buckets: int = 1
+    # A bucket with fewer weight-validation users than this keeps the weights chosen on everyone.
+    bucket_min_users: int = 50
+    # Also rank the early-stopping half (history: train + the weight half) and choose on both halves'
+    # (user, half) values together: twice the validation ratings behind each choice, at the price of
+    # a slight lean towards components that early-stopped on that half.
+    cross_fit: bool = False
 
     def validate(self) -> None:
         for spec in self.components:
@@ -137,6 +205,10 @@ class HybridParams(ModelParams):
             raise ValueError(f"config key 'model.params.metric' must look like ndcg@10, got {self.metric!r}")
         if not 0 < self.grid_step <= 1:
             raise ValueError(f"config key 'model.params.grid_step' must be in (0, 1], got {self.grid_step!r}")
+        if self.weight_buckets < 1:
+            raise ValueError(
+                f"config key 'model.params.weight_buckets' must be at least 1, got {self.weight_buckets!r}"
+            )
         if not 0 <= self.weight_fraction <= 1:
             raise ValueError(
                 f"config key 'model.params.weight_fraction' must be in [0, 1], got {self.weight_fraction!r}"
@@ -160,6 +232,11 @@ class HybridRecommender(Recommender):
         super().__init__(config)
         self.components: list[Recommender] = []
         self.weights: np.ndarray = np.empty(0)
+        # Per-bucket weights (buckets, components), the inner edges of history length between buckets,
+        # and each known user's bucket (``self.users`` order).
+        self.bucket_weights: np.ndarray = np.empty((0, 0))
+        self.bucket_edges: np.ndarray = np.empty(0)
+        self.user_buckets: np.ndarray = np.empty(0, dtype=np.int64)
         self.validation: dict[str, Any] = {}
 
     def component_config(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -188,41 +265,97 @@ class HybridRecommender(Recommender):
             build_model(self.component_config(spec)).fit(train, dataset, stop_valid, **kwargs)
             for spec in specs
         ]
+        history = pd.concat([train, stop_valid]) if stop_valid is not None else train
+        counts = history[S.USER_ID].value_counts()
+        self.bucket_edges = np.empty(0)
+        self.user_buckets = np.zeros(len(self.users), dtype=np.int64)
         fixed = self.params.weights
         if fixed:
             if len(fixed) != len(specs):
                 raise ConfigError("model.params.weights needs one weight per component")
-            self.weights = np.asarray(fixed, dtype=np.float64)
+            self._set_weights(np.asarray(fixed, dtype=np.float64))
             return
         if valid is None or not len(valid):
-            self.weights = np.full(len(specs), 1.0 / len(specs))
+            self._set_weights(np.full(len(specs), 1.0 / len(specs)))
             return
         k = int(self.params.metric.split("@")[1])
         # The early-stopping half counts as seen history when ranking the weight half.
         evaluator = FullRankingEvaluator(
-            pd.concat([train, stop_valid]), weight_valid, self.catalogue, ks=[k],
-            max_users=search_users, seed=self.config["seed"],
-        )
+            history, weight_valid, self.catalogue, ks=[k], max_users=search_users, seed=self.config["seed"],
+        )  # fmt: skip
         for component in self.components:
-            component.update_seen(pd.concat([train, stop_valid]))
-        rows = [standardise_rows(c.score(evaluator.users)) for c in self.components]
-        best = (-np.inf, None)
-        results = {}
-        for weights in simplex_grid(len(rows), self.params.grid_step):
-            blended = sum(w * r for w, r in zip(weights, rows, strict=True))
-            value = evaluator.evaluate(lambda users, b=blended: b[np.searchsorted(evaluator.users, users)])[
-                self.params.metric
-            ]
-            results[json.dumps(weights)] = value
-            if value > best[0]:
-                best = (value, weights)
-        self.weights = np.asarray(best[1])
-        self.validation = {"metric": self.params.metric, "best": best[0], "grid": results}
+            component.update_seen(history)
+        grid = simplex_grid(len(self.components), self.params.grid_step)
+        per_user, results = self._grid_values(evaluator, grid)
+        users = evaluator.users
+        if self.params.cross_fit and stop_valid is not None and len(stop_valid):
+            other = FullRankingEvaluator(
+                pd.concat([train, weight_valid]), stop_valid, self.catalogue, ks=[k],
+                max_users=search_users, seed=self.config["seed"],
+            )  # fmt: skip
+            for component in self.components:
+                component.update_seen(pd.concat([train, weight_valid]))
+            other_values, _ = self._grid_values(other, grid)
+            per_user = np.concatenate([per_user, other_values], axis=1)
+            users = np.concatenate([users, other.users])
+            results = {key: float(per_user[i].mean()) for i, key in enumerate(results)}
+        means = np.asarray(list(results.values()))
+        best = int(np.argmax(means))  # the first best, as a strict '>' scan would keep
+        self.validation = {"metric": self.params.metric, "best": float(means[best]), "grid": results}
+        self._choose_bucket_weights(np.asarray(grid), best, per_user, users, counts)
         # With the weights fixed, components that do not early-stop learn from every training rating.
         everything = pd.concat([train, valid], ignore_index=True)
         for i, spec in enumerate(specs):
             if not self.components[i].uses_validation:
                 self.components[i] = build_model(self.component_config(spec)).fit(everything, dataset, None)
+
+    def _grid_values(
+        self, evaluator: FullRankingEvaluator, grid: list[tuple[float, ...]]
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """Every grid point's blend ranked for the evaluator's users (components' seen set already):
+        per-user values (grid points, users) and each point's mean, keyed by its JSON weights."""
+        rows = [standardise_rows(c.score(evaluator.users)) for c in self.components]
+        per_user, results = [], {}
+        for weights in grid:
+            blended = sum(w * r for w, r in zip(weights, rows, strict=True))
+            values, mean = per_user_metric(evaluator, blended, self.params.metric)
+            per_user.append(values)
+            results[json.dumps(weights)] = mean
+        return np.stack(per_user), results
+
+    def _set_weights(self, weights: np.ndarray, bucket_weights: np.ndarray | None = None) -> None:
+        """The global weights (K,) and, per bucket, (buckets, K): the global ones where not given."""
+        self.weights = weights
+        self.bucket_weights = weights[None, :] if bucket_weights is None else bucket_weights
+
+    def _choose_bucket_weights(
+        self, grid: np.ndarray, best: int, per_user: np.ndarray, users: np.ndarray, counts: pd.Series
+    ) -> None:
+        """From the grid's per-user validation values (grid points, search users): the global weights
+        (``grid[best]``) and each history-length bucket's (its own users' best grid point; the global
+        weights for a bucket with too few users)."""
+        user_counts = counts.reindex(users, fill_value=0).to_numpy()
+        self.bucket_edges = quantile_edges(user_counts, self.params.weight_buckets)
+        search_buckets = history_buckets(user_counts, self.bucket_edges)
+        known_counts = counts.reindex(self.users, fill_value=0).to_numpy()
+        self.user_buckets = history_buckets(known_counts, self.bucket_edges)
+        chosen, report = [], []
+        for bucket in range(len(self.bucket_edges) + 1):
+            members = search_buckets == bucket
+            point = best
+            if members.sum() >= self.params.bucket_min_users:
+                point = int(np.argmax(per_user[:, members].mean(axis=1)))
+            chosen.append(grid[point])
+            report.append({
+                "users": int(members.sum()), "weights": grid[point].tolist(),
+                "value": float(per_user[point, members].mean()) if members.any() else None,
+            })  # fmt: skip
+        self._set_weights(grid[best], np.asarray(chosen))
+        self.validation["buckets"] = {"edges": self.bucket_edges.tolist(), "chosen": report}
+
+    def user_weights(self, user_index: np.ndarray) -> np.ndarray:
+        """Known users (rows of ``self.users``) -> their component weights (users, K)."""
+        return self.bucket_weights[self.user_buckets[user_index]]
 
     def _search_users(self, n_users: int) -> int:
         """0 (every weight-validation user) when the search's score rows fit in memory, else how many
@@ -242,25 +375,36 @@ class HybridRecommender(Recommender):
 
     def _score_known(self, user_index: np.ndarray) -> np.ndarray:
         users = self.users[user_index]
+        weights = self.user_weights(user_index)
         return sum(
-            w * standardise_rows(c.score(users)) for w, c in zip(self.weights, self.components, strict=True)
+            weights[:, k : k + 1] * standardise_rows(c.score(users)) for k, c in enumerate(self.components)
         ).astype(np.float32)
 
     def _state(self) -> State:
         state = members_state(self.components)
         state["weights"] = np.asarray(self.weights, dtype=np.float64)
+        state["bucket_weights"] = np.asarray(self.bucket_weights, dtype=np.float64)
+        state["bucket_edges"] = np.asarray(self.bucket_edges, dtype=np.float64)
+        state["user_buckets"] = np.asarray(self.user_buckets, dtype=np.int64)
         state["validation"] = self.validation
         return state
 
     def _restore(self, state: State) -> None:
         self.weights = state["weights"]
+        self.bucket_weights = state["bucket_weights"]
+        self.bucket_edges = state["bucket_edges"]
+        self.user_buckets = state["user_buckets"]
         self.validation = dict(state["validation"])
         self.components = restore_members(state)
 
     def serving_parts(self) -> ServingParts:
         """Scorer form: each component's catalogue scorer, standardised per user and summed with the
-        learned weights in TensorFlow (as :meth:`_score_known`)."""
-        return ServingParts(scorer=StandardisedSum(self.components, self.weights, self.catalogue))
+        learned weights in TensorFlow (as :meth:`_score_known`); with history-length buckets, each
+        known user's weights from a table (unknown users: the global weights)."""
+        table = None
+        if len(self.bucket_weights) > 1:
+            table = UserTable(self.users, self.user_weights(np.arange(len(self.users))), unknown=self.weights)
+        return ServingParts(scorer=StandardisedSum(self.components, self.weights, self.catalogue, table))
 
 
 def _nest(key: str, value: Any) -> dict[str, Any]:
