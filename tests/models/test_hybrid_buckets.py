@@ -130,3 +130,18 @@ def json_key(weights: np.ndarray) -> str:
     import json
 
     return json.dumps(tuple(float(w) for w in weights))
+
+
+def test_rank_fusion_sums_reciprocal_ranks_and_exports_them(tiny_world, tiny_split):
+    import tensorflow as tf
+
+    from tfrs_movies.models.hybrid import reciprocal_ranks
+
+    np.testing.assert_allclose(reciprocal_ranks(np.array([[0.5, 2.0, 1.0]])), [[1 / 63, 1 / 61, 1 / 62]])
+    model = _hybrid(fusion="rank").fit(tiny_split.train, tiny_world.dataset, tiny_split.valid)
+    users = model.users[:20]
+    pairs = zip(model.weights, model.components, strict=True)
+    expected = sum(w * reciprocal_ranks(c.score(users)) for w, c in pairs)
+    np.testing.assert_allclose(model.score(users), expected, rtol=1e-6)
+    served = model.serving_parts().catalogue_scorer()(tf.constant([str(u) for u in users])).numpy()
+    np.testing.assert_allclose(served, model.score(users), rtol=1e-4, atol=1e-6)

@@ -59,6 +59,33 @@ def standardise_rows(scores: np.ndarray) -> np.ndarray:
     return (scores - mean) / np.where(std > 0, std, 1.0)
 
 
+# Reciprocal-rank fusion's offset (Cormack et al. 2009): a row's item at rank r (0 = best) counts
+# 1 / (RANK_OFFSET + 1 + r).
+RANK_OFFSET = 60.0
+
+
+def reciprocal_ranks(scores: np.ndarray) -> np.ndarray:
+    """(users, items) scores -> 1 / (RANK_OFFSET + 1 + each item's rank in its row), ties by position."""
+    ranks = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable")
+    return 1.0 / (RANK_OFFSET + 1.0 + ranks)
+
+
+def _tf_standardise_rows(scores: tf.Tensor) -> tf.Tensor:
+    mean = tf.reduce_mean(scores, axis=1, keepdims=True)
+    std = tf.math.reduce_std(scores, axis=1, keepdims=True)
+    return (scores - mean) / tf.where(std > 0, std, tf.ones_like(std))
+
+
+def _tf_reciprocal_ranks(scores: tf.Tensor) -> tf.Tensor:
+    ranks = tf.argsort(tf.argsort(-scores, axis=1, stable=True), axis=1, stable=True)
+    return 1.0 / (RANK_OFFSET + 1.0 + tf.cast(ranks, tf.float32))
+
+
+# model.params.fusion -> what each component's score row becomes before the weighted sum (numpy, TensorFlow).
+ROW_TRANSFORMS = {"zscore": standardise_rows, "rank": reciprocal_ranks}
+TF_ROW_TRANSFORMS = {"zscore": _tf_standardise_rows, "rank": _tf_reciprocal_ranks}
+
+
 def simplex_grid(n: int, step: float) -> list[tuple[float, ...]]:
     """All weight vectors of ``n`` non-negative multiples of ``step`` that sum to 1."""
     units = int(round(1 / step))
@@ -144,29 +171,28 @@ class MemberScorer(tf.Module):
 
 
 class StandardisedSum(tf.Module):
-    """``user_id (B,) -> (B, N)``: ``sum_k w_k standardise_rows(member_k(user_id))``, in TensorFlow.
+    """``user_id (B,) -> (B, N)``: ``sum_k w_k standardise_rows(member_k(user_id))``, in TensorFlow
+    (``fusion`` "rank": ``reciprocal_ranks`` in place of ``standardise_rows``).
 
     ``user_weights``: a :class:`UserTable` ``user_id (B,) -> (B, K)`` of per-user weights (its unknown
     row the global ``weights``), or None for the global ``weights`` alone."""
 
     def __init__(
         self, members: list[Recommender], weights: np.ndarray, catalogue: np.ndarray,
-        user_weights: UserTable | None = None,
+        user_weights: UserTable | None = None, fusion: str = "zscore",
     ):  # fmt: skip
         super().__init__()
         self.members = [MemberScorer(m, catalogue) for m in members]
         self.weights = [float(w) for w in weights]
         self.user_weights = user_weights
+        self.transform = TF_ROW_TRANSFORMS[fusion]
 
     def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
         per_user = None if self.user_weights is None else self.user_weights(user_id)
         total = None
         for k, (weight, member) in enumerate(zip(self.weights, self.members, strict=True)):
-            scores = member(user_id)
-            mean = tf.reduce_mean(scores, axis=1, keepdims=True)
-            std = tf.math.reduce_std(scores, axis=1, keepdims=True)
             factor = weight if per_user is None else per_user[:, k : k + 1]
-            term = factor * (scores - mean) / tf.where(std > 0, std, tf.ones_like(std))
+            term = factor * self.transform(member(user_id))
             total = term if total is None else total + term
         return total
 
@@ -193,6 +219,9 @@ class HybridParams(ModelParams):
     # (user, half) values together: twice the validation ratings behind each choice, at the price of
     # a slight lean towards components that early-stopped on that half.
     cross_fit: bool = False
+    # How component rows are put on one footing: "zscore" (standardised per user) or "rank"
+    # (reciprocal ranks, 1 / (61 + rank)).
+    fusion: str = "zscore"
 
     def validate(self) -> None:
         for spec in self.components:
@@ -205,6 +234,11 @@ class HybridParams(ModelParams):
             raise ValueError(f"config key 'model.params.metric' must look like ndcg@10, got {self.metric!r}")
         if not 0 < self.grid_step <= 1:
             raise ValueError(f"config key 'model.params.grid_step' must be in (0, 1], got {self.grid_step!r}")
+        if self.fusion not in ROW_TRANSFORMS:
+            raise ValueError(
+                f"config key 'model.params.fusion' must be one of {sorted(ROW_TRANSFORMS)}, "
+                f"got {self.fusion!r}"
+            )
         if self.weight_buckets < 1:
             raise ValueError(
                 f"config key 'model.params.weight_buckets' must be at least 1, got {self.weight_buckets!r}"
@@ -314,7 +348,8 @@ class HybridRecommender(Recommender):
     ) -> tuple[np.ndarray, dict[str, float]]:
         """Every grid point's blend ranked for the evaluator's users (components' seen set already):
         per-user values (grid points, users) and each point's mean, keyed by its JSON weights."""
-        rows = [standardise_rows(c.score(evaluator.users)) for c in self.components]
+        transform = ROW_TRANSFORMS[self.params.fusion]
+        rows = [transform(c.score(evaluator.users)) for c in self.components]
         per_user, results = [], {}
         for weights in grid:
             blended = sum(w * r for w, r in zip(weights, rows, strict=True))
@@ -377,7 +412,8 @@ class HybridRecommender(Recommender):
         users = self.users[user_index]
         weights = self.user_weights(user_index)
         return sum(
-            weights[:, k : k + 1] * standardise_rows(c.score(users)) for k, c in enumerate(self.components)
+            weights[:, k : k + 1] * ROW_TRANSFORMS[self.params.fusion](c.score(users))
+            for k, c in enumerate(self.components)
         ).astype(np.float32)
 
     def _state(self) -> State:
@@ -404,7 +440,9 @@ class HybridRecommender(Recommender):
         table = None
         if len(self.bucket_weights) > 1:
             table = UserTable(self.users, self.user_weights(np.arange(len(self.users))), unknown=self.weights)
-        return ServingParts(scorer=StandardisedSum(self.components, self.weights, self.catalogue, table))
+        return ServingParts(
+            scorer=StandardisedSum(self.components, self.weights, self.catalogue, table, self.params.fusion)
+        )
 
 
 def _nest(key: str, value: Any) -> dict[str, Any]:
