@@ -145,3 +145,13 @@ def test_rank_fusion_sums_reciprocal_ranks_and_exports_them(tiny_world, tiny_spl
     np.testing.assert_allclose(model.score(users), expected, rtol=1e-6)
     served = model.serving_parts().catalogue_scorer()(tf.constant([str(u) for u in users])).numpy()
     np.testing.assert_allclose(served, model.score(users), rtol=1e-4, atol=1e-6)
+
+
+def test_a_hybrid_saved_before_buckets_loads_with_one_set_of_weights(tiny_world, tiny_split):
+    model = _hybrid().fit(tiny_split.train, tiny_world.dataset, tiny_split.valid)
+    state = model.state()
+    for key in ("bucket_weights", "bucket_edges", "user_buckets"):
+        del state.arrays[f"model/{key}"]
+    loaded = type(model).from_state(model.config, state)
+    np.testing.assert_array_equal(loaded.bucket_weights, model.weights[None, :])
+    np.testing.assert_allclose(loaded.score(model.users[:10]), model.score(model.users[:10]), rtol=1e-6)

@@ -219,7 +219,8 @@ def test_param_defaults_are_unchanged():
                     "input_dropout": 0.2, "dropout": 0.0, "lr_decay": 0.95, "refit": True,
                     "refit_epochs_scale": 1.0, "kernel_dim": 0, "kernel_l2": 0.0},
         "hybrid": {"components": [{"model": "retrieval", "set": {}}, {"model": "ease", "set": {}}],
-                   "metric": "ndcg@10", "grid_step": 0.1, "weights": [], "weight_fraction": 0.5},
+                   "metric": "ndcg@10", "grid_step": 0.1, "weights": [], "weight_fraction": 0.5,
+                   "weight_buckets": 1, "bucket_min_users": 50, "cross_fit": False, "fusion": "zscore"},
     }  # fmt: skip
     for name, defaults in expected.items():
         assert get_model_class(name).param_fields() == defaults, name

@@ -7,12 +7,14 @@ without early stopping (EASE, the baselines) are refitted on train + validation.
 looked at. Standardising each user's score row (zero mean, unit variance over the catalogue) puts
 scores of different scales (a two-tower dot product, an EASE score) on one footing.
 
-With ``model.params.weight_buckets`` B > 1 the weights depend on how much a user has rated (a
-feature-weighted stack): users fall into B quantile buckets of their history length (ratings in train
-plus the early-stopping half of validation; edges from the weight-validation users), and each bucket's
-weights are chosen on its own weight-validation users from the same grid; a bucket with fewer than
-``model.params.bucket_min_users`` of them keeps the weights chosen on everyone. B = 1 is one set of
-weights for all.
+Options (defaults: the above): ``fusion: rank`` sums reciprocal ranks instead of standardised
+scores; ``cross_fit`` chooses on both validation halves; with ``model.params.weight_buckets`` B > 1
+the weights depend on how much a user has rated (a feature-weighted stack): users fall into B
+quantile buckets of their history length (ratings in train plus the early-stopping half of
+validation; edges from the weight-validation users), and each bucket's weights are chosen on its own
+weight-validation users from the same grid; a bucket with fewer than ``model.params.bucket_min_users``
+of them keeps the weights chosen on everyone. B = 1 is one set of weights for all. On the five
+ML-100K folds none of these beat the defaults (docs/BENCHMARKS.md).
 
 The weight search holds every component's (users x catalogue) score rows of the weight-validation users
 at once: where they would not fit in memory (90 % of MemAvailable; ML-25M's 162k users x 59k movies
@@ -427,11 +429,15 @@ class HybridRecommender(Recommender):
 
     def _restore(self, state: State) -> None:
         self.weights = state["weights"]
+        self.validation = dict(state["validation"])
+        self.components = restore_members(state)
+        if "bucket_weights" not in state:  # saved before weight_buckets: one set of weights for all
+            self._set_weights(np.asarray(self.weights))
+            self.user_buckets = np.zeros(len(self.users), dtype=np.int64)
+            return
         self.bucket_weights = state["bucket_weights"]
         self.bucket_edges = state["bucket_edges"]
         self.user_buckets = state["user_buckets"]
-        self.validation = dict(state["validation"])
-        self.components = restore_members(state)
 
     def serving_parts(self) -> ServingParts:
         """Scorer form: each component's catalogue scorer, standardised per user and summed with the
