@@ -68,8 +68,7 @@ def generated_export(n_movies: int, out: Path, say) -> Path:
     import pandas as pd
     import scipy.sparse as sp
     import tensorflow as tf
-    import tensorflow_recommenders as tfrs
-    from serving_speed import N_USERS, generate
+    from serving_speed import N_USERS, build_index, generate
 
     from tfrs_movies.features.preprocessing import ids_as_strings
     from tfrs_movies.serving.export import TopKModule, position_table
@@ -94,11 +93,7 @@ def generated_export(n_movies: int, out: Path, say) -> Path:
     out.mkdir(parents=True)
     for name in ("brute_force", "scann"):
         start = time.perf_counter()
-        if name == "brute_force":
-            index = tfrs.layers.factorized_top_k.BruteForce(k=fetch)
-        else:
-            index = tfrs.layers.factorized_top_k.ScaNN(k=fetch, distance_measure="dot_product", **SCANN_1M)
-        index.index(tf.constant(movies), ids)
+        index = build_index(name, movies, ids, fetch, SCANN_1M)
         module = TopKModule(UserQuery(users, user_vectors), index, catalogue, fetch, K_MAX)
         tf.saved_model.save(
             module,

@@ -193,6 +193,16 @@ def raw_batch_qps(index, queries: np.ndarray, fetch: int) -> float:
     return N_BATCHES * BATCH / (time.perf_counter() - start)
 
 
+def build_index(name: str, movies: np.ndarray, ids: tf.Tensor, fetch: int, scann_params: dict):
+    """The ``brute_force`` or ``scann`` top-``fetch`` index over ``movies`` (n, d), labelled ``ids``."""
+    if name == "brute_force":
+        index = tfrs.layers.factorized_top_k.BruteForce(k=fetch)
+    else:
+        index = tfrs.layers.factorized_top_k.ScaNN(k=fetch, distance_measure="dot_product", **scann_params)
+    index.index(tf.constant(movies), ids)
+    return index
+
+
 def run_size(n_movies: int, workdir: Path, say) -> dict:
     movies, user_vectors = generate(n_movies)
     users, catalogue = ids_as_strings(np.arange(N_USERS)), np.arange(n_movies)
@@ -212,11 +222,7 @@ def run_size(n_movies: int, workdir: Path, say) -> dict:
     loaded = {}
     for name in ("brute_force", "scann"):
         start = time.perf_counter()
-        if name == "brute_force":
-            index = tfrs.layers.factorized_top_k.BruteForce(k=fetch)
-        else:
-            index = tfrs.layers.factorized_top_k.ScaNN(k=fetch, distance_measure="dot_product", **params)
-        index.index(tf.constant(movies), ids)
+        index = build_index(name, movies, ids, fetch, params)
         out[f"{name}_build_s"] = time.perf_counter() - start
         out[f"{name}_raw_qps"] = raw_batch_qps(index, user_vectors[measured], fetch)
         module = BenchTopK(users, user_vectors, index, catalogue, fetch, K_MAX)
