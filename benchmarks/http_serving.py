@@ -59,37 +59,26 @@ SCANN_1M = {
     "training_iterations": 12,
     "dimensions_per_block": 2,
 }
-K_MAX, N_SEEN = 100, 20
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 only, never a proxy
 
 
 def generated_export(n_movies: int, out: Path, say) -> Path:
-    """A 1M-movie export folder: serving_speed's catalogue, its BenchTopK graph for both indexes."""
+    """A 1M-movie export folder: serving_speed's catalogue and query tower, the export's TopKModule graph
+    for both indexes."""
     import pandas as pd
     import scipy.sparse as sp
     import tensorflow as tf
-    from serving_speed import N_USERS, build_index, generate
+    from serving_speed import K_MAX, N_EXCLUDE, N_USERS, UserQuery, build_index, generate
 
     from tfrs_movies.features.preprocessing import ids_as_strings
-    from tfrs_movies.serving.export import TopKModule, position_table
-
-    class UserQuery(tf.Module):
-        """The query tower: user id -> its row of the generated user vectors."""
-
-        def __init__(self, users: np.ndarray, vectors: np.ndarray):
-            super().__init__()
-            self.table = position_table(users)
-            self.vectors = tf.Variable(vectors, trainable=False)
-
-        def __call__(self, user_id):
-            return tf.gather(self.vectors, tf.maximum(self.table.lookup(user_id), 0))
+    from tfrs_movies.serving.export import TopKModule
 
     movies, user_vectors = generate(n_movies)
     users, catalogue = np.arange(N_USERS), np.arange(n_movies)
     rng = np.random.default_rng(1)
-    seen = np.sort(np.stack([rng.choice(n_movies, N_SEEN, replace=False) for _ in users]), axis=1)
+    seen = np.sort(np.stack([rng.choice(n_movies, N_EXCLUDE, replace=False) for _ in users]), axis=1)
     ids = tf.constant(ids_as_strings(catalogue))
-    fetch = K_MAX + N_SEEN
+    fetch = K_MAX + N_EXCLUDE
     out.mkdir(parents=True)
     for name in ("brute_force", "scann"):
         start = time.perf_counter()
@@ -109,7 +98,7 @@ def generated_export(n_movies: int, out: Path, say) -> Path:
     # No similar lists (this benchmark asks only for recommendations): a zero-width table.
     np.savez(out / "similar.npz", movie_ids=np.zeros((n_movies, 0), np.int64), scores=np.zeros((n_movies, 0)))
     matrix = sp.csr_matrix(
-        (np.ones(seen.size), seen.reshape(-1), np.arange(0, seen.size + 1, N_SEEN)),
+        (np.ones(seen.size), seen.reshape(-1), np.arange(0, seen.size + 1, N_EXCLUDE)),
         shape=(len(users), n_movies),
     )
     np.savez(
@@ -127,7 +116,7 @@ def generated_export(n_movies: int, out: Path, say) -> Path:
         "top_n_is_ranking": False,
         "movie_vectors": False,
         "k_max": K_MAX,
-        "max_seen": N_SEEN,
+        "max_seen": N_EXCLUDE,
         "user_features": [],
         "user_feature_inputs": {},
         "vocabulary": {"users": len(users), "movies": n_movies},

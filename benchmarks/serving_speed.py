@@ -44,37 +44,17 @@ TUNE_TARGET = 0.96  # a margin above the 0.95 target, since tuning and measuring
 HEADING = "Serving speed: brute force vs ScaNN"
 
 
-class _Lookup(tf.Module):
-    """user id -> row of the user embedding table (unknown ids -> row 0)."""
+class UserQuery(tf.Module):
+    """The query tower of a generated export: user id -> its row of ``vectors`` (unknown ids -> row 0),
+    served through the export's own ``TopKModule``."""
 
-    def __init__(self, users: np.ndarray):
+    def __init__(self, users: np.ndarray, vectors: np.ndarray):
         super().__init__()
         self.table = position_table(users)
+        self.vectors = tf.Variable(vectors, trainable=False)
 
     def __call__(self, user_id):
-        return tf.maximum(self.table.lookup(user_id), 0)
-
-
-class _Tower(tf.Module):
-    """The query tower: the user's embedding (gathered by ``TopKModule`` from its user tables)."""
-
-    def __call__(self, features, training=False):
-        return features["embedding"]
-
-
-class BenchTopK(TopKModule):
-    """The export's ``TopKModule`` (same ``serving_default`` graph) over an embedding-lookup tower."""
-
-    def __init__(self, users, user_vectors, index, catalogue, fetch, k_max):
-        tf.Module.__init__(self)
-        self.user_lookup = _Lookup(users)
-        self.user_tables = {"embedding": tf.Variable(user_vectors, trainable=False)}
-        self.tower = _Tower()
-        self.index = index
-        self.fetch = int(fetch)
-        self.movie_position = position_table(catalogue)
-        self.n_movies = len(catalogue)
-        self.k_max = tf.Variable(int(k_max), dtype=tf.int32, trainable=False)
+        return tf.gather(self.vectors, tf.maximum(self.table.lookup(user_id), 0))
 
 
 def generate(n_movies: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +205,7 @@ def run_size(n_movies: int, workdir: Path, say) -> dict:
         index = build_index(name, movies, ids, fetch, params)
         out[f"{name}_build_s"] = time.perf_counter() - start
         out[f"{name}_raw_qps"] = raw_batch_qps(index, user_vectors[measured], fetch)
-        module = BenchTopK(users, user_vectors, index, catalogue, fetch, K_MAX)
+        module = TopKModule(UserQuery(users, user_vectors), index, catalogue, fetch, K_MAX)
         path = workdir / f"{n_movies}_{name}"
         start = time.perf_counter()
         tf.saved_model.save(
