@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 
@@ -28,15 +27,9 @@ import numpy as np
 import pandas as pd
 
 import tfrs_movies  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
-
-# The answer is what a user reads here: TensorFlow's C++ log (e.g. "failed call to cuInit" on a machine
-# without a GPU) would come before it; real failures still arrive as one "error:" line.
-if tfrs_movies.LOG_LEVEL_SET_BY_US:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-
-from tfrs_movies.cli import add_debug_flag, command_parser, guarded  # noqa: E402
-from tfrs_movies.io import atomic_write_text  # noqa: E402
-from tfrs_movies.serving.load import AGGREGATIONS, ServingError, load_export, read_user_ids  # noqa: E402
+from tfrs_movies.cli import add_debug_flag, command_parser, guarded
+from tfrs_movies.io import atomic_write_text
+from tfrs_movies.serving.load import AGGREGATIONS, ServingError, load_export, read_user_ids
 
 
 def build_parser() -> argparse.ArgumentParser:
