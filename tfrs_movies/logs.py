@@ -21,6 +21,7 @@ imported (``--help`` stays fast); :func:`tfrs_movies.cli.guarded` does.
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.abc
 import importlib.util
 import logging
@@ -64,6 +65,7 @@ def configure(verbose: bool = False) -> None:
         sys.meta_path.insert(0, _AfterTensorFlow())
 
 
+@functools.cache  # the level holds for the process; the library need not be searched again
 def quiet_native_absl() -> bool:
     """Raise the native absl logging's minimum level to ERROR in the loaded TensorFlow library; False
     when the library or its ``SetMinLogLevel`` is not found (nothing is changed then)."""
