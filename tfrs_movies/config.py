@@ -141,18 +141,21 @@ class ConfigError(ValueError):
     """A config key is unknown or its value is not allowed. The message names the key."""
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as one level of dotted keys, in the tree's order: ``{"a": {"b": 1}, "c": {}}``
+    -> ``{"a.b": 1, "c": {}}`` (an empty mapping stays a value)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, path + "."))
+            out.update(flatten(value, path + "."))
         else:
             out[path] = value
     return out
 
 
-_DEFAULT_FLAT = _flatten(DEFAULTS)
+_flatten = flatten  # the old name, still used by tfrs_movies.tuning.store
+_DEFAULT_FLAT = flatten(DEFAULTS)
 
 
 def _unknown(key: str) -> ConfigError:
@@ -223,7 +226,7 @@ def _set(tree: dict[str, Any], key: str, value: Any) -> None:
 def merge(base: dict[str, Any], overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Return ``base`` updated by the nested ``overrides``, validating every key it touches."""
     out = copy.deepcopy(base)
-    for key, value in _flatten(overrides, prefix).items():
+    for key, value in flatten(overrides, prefix).items():
         if key.startswith(PARAMS_PREFIX):
             _set(out, key, value)
             continue

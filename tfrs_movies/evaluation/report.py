@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tfrs_movies import config as C
 from tfrs_movies.evaluation import metrics_table as M
 from tfrs_movies.io import atomic_file, atomic_write_text
 
@@ -49,11 +51,15 @@ class Run:
     def evaluated_on(self) -> str:
         return self.metrics.get("evaluated_on", "test")
 
-    @property
+    @cached_property
     def parameters(self) -> int | None:
         """The fitted model's learned numbers: ``metrics.json``'s ``parameters`` (tuning trials), else
-        the export manifest's (every exported run); None when neither records it."""
-        value = self.metrics.get("parameters", _manifest(self.path).get("parameters"))
+        the export manifest's (every exported run); None when neither records it. The manifest is read
+        only when metrics.json has no ``parameters``, and once per run."""
+        if "parameters" in self.metrics:
+            value = self.metrics["parameters"]
+        else:
+            value = _manifest(self.path).get("parameters")
         return int(value) if isinstance(value, (int, float)) else None
 
     @property
@@ -75,29 +81,17 @@ def _manifest(run_dir: Path) -> dict[str, Any]:
 SETTINGS_TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "optimizer")
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def model_settings(config: dict[str, Any]) -> str:
     """What a run's ``config.yaml`` sets for its model, as ``key=value`` words: every ``model.params``
     entry (keys sorted), then the shared ``model.*`` keys and ``train.epochs/batch_size/learning_rate/
     optimizer`` whose value differs from the built-in defaults (:data:`tfrs_movies.config.DEFAULTS`);
     ``"defaults"`` when it sets nothing. ``{"model": {"name": "ease", "params": {"l2": 400}}}`` ->
     ``"l2=400"``."""
-    from tfrs_movies.config import DEFAULTS
-
     model = config.get("model") or {}
-    params = _flat(model.get("params") or {})
+    params = C.flatten(model.get("params") or {})
     shared = {f"model.{k}": v for k, v in model.items() if k not in ("name", "params")}
     shared.update({f"train.{k}": (config.get("train") or {}).get(k) for k in SETTINGS_TRAIN_KEYS})
-    defaults = _flat({"model": DEFAULTS["model"], "train": DEFAULTS["train"]})
+    defaults = C._DEFAULT_FLAT  # every section; only model.* and train.* keys are in ``shared``
     # In the defaults' order (and the params' keys sorted): the same words whatever order the file has.
     changed = {k.split(".", 1)[1]: shared[k] for k in defaults if k in shared and shared[k] != defaults[k]}
     words = [f"{k}={_short(params[k])}" for k in sorted(params)]

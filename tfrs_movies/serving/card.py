@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tfrs_movies.evaluation import metrics_table as M
+from tfrs_movies.evaluation.report import model_settings
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -179,12 +180,6 @@ def _figures_section(manifest: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _settings(config: Mapping[str, Any]) -> str:
-    from tfrs_movies.evaluation.report import model_settings
-
-    return model_settings(dict(config))
-
-
 def _cold_start(manifest: Mapping[str, Any]) -> list[str]:
     """What :class:`tfrs_movies.serving.load.Exported` does for users and movies it does not know: the
     request fields its query tower reads (:data:`~tfrs_movies.serving.load.COLD_START_FIELDS`), the
@@ -302,8 +297,8 @@ def model_card(manifest: Mapping[str, Any], path: str = "<export>") -> str:
     else:
         lines.append("- Training time not recorded (exported outside a training run).")
     lines += [
-        f"- Settings: `{_settings(config)}` (`model.params` and what differs from the built-in defaults; "
-        "the full config is in `manifest.json`).",
+        f"- Settings: `{model_settings(dict(config))}` (`model.params` and what differs from the built-in "
+        "defaults; the full config is in `manifest.json`).",
         f"- Learned weights: {manifest['parameters']:,}."
         if isinstance(manifest.get("parameters"), int)
         else "- Learned weights: none counted (the model keeps no float arrays).",

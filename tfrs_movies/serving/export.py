@@ -48,7 +48,7 @@ from tfrs_movies import schema as S
 from tfrs_movies.features.preprocessing import ids_as_strings
 from tfrs_movies.io import atomic_directory, atomic_write_json
 from tfrs_movies.models.serving_parts import ServingParts
-from tfrs_movies.serving.card import CARD_FILE, model_card
+from tfrs_movies.serving.card import CARD_FILE, first_sentence, model_card
 from tfrs_movies.serving.layout import EXPORT_FORMAT
 from tfrs_movies.serving.ranking_export import position_table
 
@@ -317,8 +317,6 @@ def _write_export(model, parts: ServingParts, dataset, out: Path, k_max: int, sc
 
 def _description(model) -> str:
     """The first sentence of the model class's docstring, as prose (the model card's "what it is")."""
-    from tfrs_movies.serving.card import first_sentence
-
     return first_sentence(type(model).__doc__ or "")
 
 
