@@ -108,15 +108,21 @@ def user_genre_counts(dataset: S.Dataset) -> pd.Series:
     return pd.Series(np.diff(ug.indptr), index=pd.Index(users, name=S.USER_ID), name="genres")
 
 
+def _occupation_of_user(dataset: S.Dataset) -> pd.Series:
+    """Each user's occupation (string, stripped), indexed by user id (first row per user); users without
+    one (missing or blank) are left out. The dataset's users must have an occupation column."""
+    users = dataset.users.drop_duplicates(S.USER_ID)
+    occupation = users.set_index(S.USER_ID)[S.OCCUPATION].astype("string").str.strip()
+    return occupation[occupation.notna() & (occupation != "")]
+
+
 def occupation_genre_counts(dataset: S.Dataset) -> pd.DataFrame:
     """Ratings per occupation (rows, sorted) x genre (columns); empty when users have no occupation."""
     users = dataset.users
     genres = genre_vocabulary(dataset)
     if len(users) == 0 or S.OCCUPATION not in users.columns or not genres:
         return pd.DataFrame()
-    users = users.drop_duplicates(S.USER_ID)
-    occupation = users.set_index(S.USER_ID)[S.OCCUPATION].astype("string").str.strip()
-    occupation = occupation[occupation.notna() & (occupation != "")]
+    occupation = _occupation_of_user(dataset)
     if occupation.empty:
         return pd.DataFrame()
     movie_ids, mg = _movie_genre_matrix(dataset, genres)
@@ -229,8 +235,14 @@ def occupation_genre_shares(dataset: S.Dataset) -> pd.DataFrame:
     counts = occupation_genre_counts(dataset)
     if counts.empty:
         return counts
+    return _genre_shares(counts, occupation_rating_counts(dataset))
+
+
+def _genre_shares(counts: pd.DataFrame, ratings: pd.Series) -> pd.DataFrame:
+    """:func:`occupation_genre_shares` from a non-empty :func:`occupation_genre_counts` and the same
+    dataset's :func:`occupation_rating_counts` (left unchanged)."""
     counts = counts.loc[counts.sum(axis=1) > 0]
-    ratings = occupation_rating_counts(dataset).reindex(counts.index).fillna(0)
+    ratings = ratings.reindex(counts.index).fillna(0)
     counts = counts.loc[ratings.sort_values(ascending=False, kind="stable").index]
     counts.loc[ALL_OCCUPATIONS] = counts.sum(axis=0)
     shares = counts.div(counts.sum(axis=1), axis=0)
@@ -239,21 +251,20 @@ def occupation_genre_shares(dataset: S.Dataset) -> pd.DataFrame:
 
 def occupation_rating_counts(dataset: S.Dataset) -> pd.Series:
     """Ratings given by the users of each occupation (each rating once), indexed by occupation."""
-    users = dataset.users.drop_duplicates(S.USER_ID)
-    occupation = users.set_index(S.USER_ID)[S.OCCUPATION].astype("string").str.strip()
-    per_rating = dataset.ratings[S.USER_ID].map(occupation)
-    return per_rating[per_rating.notna() & (per_rating != "")].value_counts()
+    per_rating = dataset.ratings[S.USER_ID].map(_occupation_of_user(dataset))
+    return per_rating[per_rating.notna()].value_counts()
 
 
 def plot_occupation_genre(dataset: S.Dataset, path: str | Path) -> Path | None:
     """Heatmap of :func:`occupation_genre_shares` (each row sums to 100 %: an occupation's taste, not its
     size), the occupation's number of ratings beside its name, annotated with percentages when the grid
     is small; the last row is every rating together."""
-    shares = occupation_genre_shares(dataset)
-    if shares.empty:
+    counts = occupation_genre_counts(dataset)
+    if counts.empty:  # exactly when occupation_genre_shares is empty
         log.info("%s: skipped, the dataset has no user occupations or no genres", OCCUPATION_GENRE_PNG)
         return None
-    ratings = occupation_rating_counts(dataset)
+    ratings = occupation_rating_counts(dataset)  # once: for the rows' order and for their labels
+    shares = _genre_shares(counts, ratings)
     ratings[ALL_OCCUPATIONS] = int(ratings.sum())
     n_occ, n_gen = shares.shape
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * n_gen + 4), max(4, 0.4 * n_occ + 2.5)))
