@@ -33,7 +33,6 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
-from tfrs_movies import schema as S
 from tfrs_movies.models.baselines.biases import BiasedRatingModel, FactorBiasParams, non_negative
 from tfrs_movies.models.baselines.memory import require
 from tfrs_movies.models.registry import register
@@ -47,14 +46,21 @@ def similarity_bytes(n_movies: int) -> int:
     return 5 * 4 * n_movies * n_movies
 
 
+def rated_of(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """The rated matrix of ``matrix`` (users, N): the same stored entries (explicit zeros included), each 1,
+    in ``matrix``'s dtype."""
+    rated = matrix.copy()
+    rated.data = np.ones_like(rated.data)
+    return rated
+
+
 def pearson_baseline(residual: sp.csr_matrix, shrinkage: float) -> np.ndarray:
     """Shrunk Pearson-baseline similarities between the columns of ``residual`` (users, N), whose
     stored entries are the rated pairs (explicit zeros included); returns (N, N) float32, diagonal 0.
 
     Computed in float32 and in place, so that at most three dense (N, N) arrays live at once."""
     residual = sp.csr_matrix(residual, dtype=np.float32, copy=True)
-    rated = residual.copy()
-    rated.data = np.ones_like(rated.data)
+    rated = rated_of(residual)
     squares = residual.multiply(residual).tocsr()
     common_squares = (squares.T @ rated).toarray()  # [i, j]: sum over common users of e_ui^2
     denominator = common_squares * common_squares.T
@@ -100,11 +106,8 @@ class NeighbourScorer(tf.Module):
 
     def __init__(self, model: KNNBaselineRecommender):
         super().__init__()
-        residual = model.residual
-        rated = residual.copy()
-        rated.data = np.ones_like(rated.data)
-        self.residuals = SeenRows(model.users, residual)
-        self.rated = SeenRows(model.users, rated)
+        self.residuals = SeenRows(model.users, model.residual)
+        self.rated = SeenRows(model.users, rated_of(model.residual))
         self.baseline = UserTable(
             model.users, model.global_mean + model.user_bias, np.array([model.global_mean])
         )
@@ -159,19 +162,19 @@ class KNNBaselineRecommender(BiasedRatingModel):
         self.residual = sp.csr_matrix((0, 0))
 
     # ----- fitting -------------------------------------------------------------------------------
-    def _fit(
-        self, train: pd.DataFrame, dataset: S.Dataset, valid: pd.DataFrame | None, **kwargs: Any
-    ) -> None:
-        super()._fit(train, dataset, valid, **kwargs)  # the biases (no factors)
+    def _fit_factors(
+        self, rows: np.ndarray, cols: np.ndarray, residual: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The (n,) bias-removed train residuals at (user, movie) ``rows``/``cols`` -> ``self.residual``
+        (users, N) and ``self.similarity`` (N, N); no factors (the base's zero-width ``P``, ``Q``)."""
         n = len(self.catalogue)
         require(similarity_bytes(n), f"knn_baseline's {n:,} x {n:,} movie similarities",
                 "fit a factor model instead, or set model.params.memory_gb if more is free",
                 self.params.memory_gb)  # fmt: skip
-        rows, cols, values = self._observed(train)
-        residual = values - (self.global_mean + self.user_bias[rows] + self.movie_bias[cols])
         # Built from COO without summing anything away: explicit zero residuals stay stored (rated).
         self.residual = sp.csr_matrix((residual, (rows, cols)), shape=(len(self.users), n))
         self.similarity = pearson_baseline(self.residual, self.params.shrinkage)
+        return super()._fit_factors(rows, cols, residual)
 
     # ----- scoring -------------------------------------------------------------------------------
     def _terms(self, user: int, movies: np.ndarray) -> np.ndarray:
@@ -199,9 +202,8 @@ class KNNBaselineRecommender(BiasedRatingModel):
         both = np.flatnonzero((rows >= 0) & (cols >= 0))
         if not len(both):
             return out.astype(np.float32)
-        base = self.global_mean + self.user_bias[rows[both]] + self.movie_bias[cols[both]]
-        order = both[np.argsort(rows[both], kind="stable")]
-        base = base[np.argsort(rows[both], kind="stable")]
+        order = both[np.argsort(rows[both], kind="stable")]  # the known pairs, grouped by user
+        base = self.global_mean + self.user_bias[rows[order]] + self.movie_bias[cols[order]]
         users, starts = np.unique(rows[order], return_index=True)
         terms = np.concatenate([
             self._terms(int(u), cols[order[a:b]])
