@@ -302,9 +302,6 @@ class HybridRecommender(Recommender):
             for spec in specs
         ]
         history = pd.concat([train, stop_valid]) if stop_valid is not None else train
-        counts = history[S.USER_ID].value_counts()
-        self.bucket_edges = np.empty(0)
-        self.user_buckets = np.zeros(len(self.users), dtype=np.int64)
         fixed = self.params.weights
         if fixed:
             if len(fixed) != len(specs):
@@ -325,12 +322,13 @@ class HybridRecommender(Recommender):
         per_user, results = self._grid_values(evaluator, grid)
         users = evaluator.users
         if self.params.cross_fit and stop_valid is not None and len(stop_valid):
+            other_history = pd.concat([train, weight_valid])
             other = FullRankingEvaluator(
-                pd.concat([train, weight_valid]), stop_valid, self.catalogue, ks=[k],
-                max_users=search_users, seed=self.config["seed"],
+                other_history, stop_valid, self.catalogue, ks=[k], max_users=search_users,
+                seed=self.config["seed"],
             )  # fmt: skip
             for component in self.components:
-                component.update_seen(pd.concat([train, weight_valid]))
+                component.update_seen(other_history)
             other_values, _ = self._grid_values(other, grid)
             per_user = np.concatenate([per_user, other_values], axis=1)
             users = np.concatenate([users, other.users])
@@ -338,6 +336,7 @@ class HybridRecommender(Recommender):
         means = np.asarray(list(results.values()))
         best = int(np.argmax(means))  # the first best, as a strict '>' scan would keep
         self.validation = {"metric": self.params.metric, "best": float(means[best]), "grid": results}
+        counts = history[S.USER_ID].value_counts()
         self._choose_bucket_weights(np.asarray(grid), best, per_user, users, counts)
         # With the weights fixed, components that do not early-stop learn from every training rating.
         everything = pd.concat([train, valid], ignore_index=True)
@@ -361,9 +360,15 @@ class HybridRecommender(Recommender):
         return np.stack(per_user), results
 
     def _set_weights(self, weights: np.ndarray, bucket_weights: np.ndarray | None = None) -> None:
-        """The global weights (K,) and, per bucket, (buckets, K): the global ones where not given."""
+        """The global weights (K,) and, per bucket, (buckets, K); without bucket weights every user is in
+        the one bucket of the global weights."""
         self.weights = weights
-        self.bucket_weights = weights[None, :] if bucket_weights is None else bucket_weights
+        if bucket_weights is not None:
+            self.bucket_weights = bucket_weights
+            return
+        self.bucket_weights = weights[None, :]
+        self.bucket_edges = np.empty(0)
+        self.user_buckets = np.zeros(len(self.users), dtype=np.int64)
 
     def _choose_bucket_weights(
         self, grid: np.ndarray, best: int, per_user: np.ndarray, users: np.ndarray, counts: pd.Series
@@ -433,7 +438,6 @@ class HybridRecommender(Recommender):
         self.components = restore_members(state)
         if "bucket_weights" not in state:  # saved before weight_buckets: one set of weights for all
             self._set_weights(np.asarray(self.weights))
-            self.user_buckets = np.zeros(len(self.users), dtype=np.int64)
             return
         self.bucket_weights = state["bucket_weights"]
         self.bucket_edges = state["bucket_edges"]
