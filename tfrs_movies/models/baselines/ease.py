@@ -105,7 +105,7 @@ def ease_weights(
     from scipy.linalg import inv
 
     rows = sp.csr_matrix(interactions)
-    if dropout == 0 and l2 > 0 and spectrum_fits(*rows.shape):
+    if uses_spectrum(rows.shape, l2, dropout):
         return UserGramSpectrum(rows).weights(l2, full_rank)
     gram = gram_matrix(rows)
     ridge = l2 + dropout / (1.0 - dropout) * np.diag(gram)  # (n_movies,) the diagonal of Lambda
@@ -133,6 +133,12 @@ def spectrum_fits(n_users: int, n_movies: int) -> bool:
     n_users + 4 n_movies^2``); true up to about 0.8 users per movie, so the memory check holds."""
     n, m = int(n_users), int(n_movies)
     return 0 < n < m and max(18 * n * n, 8 * n * (n + m), 8 * n * m + 4 * m * m) <= ease_bytes(m)
+
+
+def uses_spectrum(shape: tuple[int, int], l2: float, dropout: float) -> bool:
+    """Whether an (n_users, n_movies) fit at ``l2`` and ``dropout`` goes through
+    :class:`UserGramSpectrum`: plain ridge (no dropout, ``l2 > 0``) where :func:`spectrum_fits`."""
+    return dropout == 0 and l2 > 0 and spectrum_fits(*shape)
 
 
 class UserGramSpectrum:
@@ -356,21 +362,23 @@ class EASERecommender(Recommender):
             rest, valid, self.catalogue, ks=[int(self.params.select_metric.split("@")[1])]
         )
         rows = pd.Index(self.users).get_indexer(evaluator.users)
+        valid_rows = history[rows]
         full = np.zeros((len(rows), len(self.catalogue)), dtype=np.float32)
         # Plain ridge candidates share one eigendecomposition (built at the first of them) and score
         # the validation users' rows without forming B; the others (EDLAE's dropout) fit B each.
-        shared: list[tuple[UserGramSpectrum, np.ndarray]] = []
+        shared: tuple[UserGramSpectrum, np.ndarray] | None = None
 
         def evaluate(l2: float, dropout: float) -> float:
-            if dropout == 0 and l2 > 0 and spectrum_fits(*history.shape):
-                if not shared:
+            nonlocal shared
+            if uses_spectrum(history.shape, l2, dropout):
+                if shared is None:
                     spectrum = UserGramSpectrum(history)
-                    shared.append((spectrum, spectrum.project(history[rows])))
-                spectrum, projected = shared[0]
-                full[:, self.kept] = spectrum.scores(history[rows], projected, l2, self.params.full_rank)
+                    shared = (spectrum, spectrum.project(valid_rows))
+                spectrum, projected = shared
+                full[:, self.kept] = spectrum.scores(valid_rows, projected, l2, self.params.full_rank)
             else:
                 weights = ease_weights(history, l2, dropout, self.params.full_rank)
-                full[:, self.kept] = np.asarray(history[rows] @ weights)
+                full[:, self.kept] = np.asarray(valid_rows @ weights)
             figures = evaluator.evaluate(lambda users: full[np.searchsorted(evaluator.users, users)])
             return float(figures[self.params.select_metric])
 
