@@ -19,7 +19,7 @@ batches) print nothing; ``evaluate(..., progress=False)`` never does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -170,6 +170,26 @@ class FullRankingEvaluator:
         counts[position[position >= 0]] = rated_by.to_numpy()[position >= 0]
         self.information = self_information(counts, len(_id_counts(train[S.USER_ID].to_numpy())))
 
+    def ranked_blocks(self, score: ScoreFn, k: int, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(start, stop, top)`` for each block of ``step`` users in :attr:`users` order: ``top``
+        (stop - start, k) holds the positions in :attr:`catalogue` of the k highest float32 scores, seen
+        movies removed."""
+        n_items = len(self.catalogue)
+        for start in range(0, len(self.users), step):
+            stop = min(start + step, len(self.users))
+            scores = np.array(score(self.users[start:stop]), dtype=np.float32, copy=True)
+            if scores.shape != (stop - start, n_items):
+                raise ValueError(
+                    f"score function returned shape {scores.shape}, expected {(stop - start, n_items)}"
+                )
+            if self.seen is not None:
+                seen = self.seen[start:stop]
+                rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
+                scores[rows, seen.indices] = -np.inf
+            top = top_k_indices(scores, k)
+            del scores
+            yield start, stop, top
+
     def evaluate(
         self, score: ScoreFn, batch_size: int = 512, block_bytes: int = SCORE_BLOCK_BYTES,
         progress: bool = True,
@@ -195,19 +215,7 @@ class FullRankingEvaluator:
             delay=PROGRESS_DELAY_S, enabled=progress and batches >= PROGRESS_MIN_BATCHES,
         )  # fmt: skip
         with shown:
-            for start in range(0, len(self.users), step):
-                stop = min(start + step, len(self.users))
-                scores = np.array(score(self.users[start:stop]), dtype=np.float32, copy=True)
-                if scores.shape != (stop - start, n_items):
-                    raise ValueError(
-                        f"score function returned shape {scores.shape}, expected {(stop - start, n_items)}"
-                    )
-                if self.seen is not None:
-                    seen = self.seen[start:stop]
-                    rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
-                    scores[rows, seen.indices] = -np.inf
-                top = top_k_indices(scores, k_max)
-                del scores
+            for start, stop, top in self.ranked_blocks(score, k_max, step):
                 hits = sparse_hits(self.relevant[start:stop], top)
                 for name, values in ranking_metrics(hits, self.n_relevant[start:stop], self.ks).items():
                     sums[name] = sums.get(name, 0.0) + float(values.sum())

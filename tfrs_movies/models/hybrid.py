@@ -46,7 +46,6 @@ from tfrs_movies.evaluation.ranking import (
     FullRankingEvaluator,
     rows_per_block,
     sparse_hits,
-    top_k_indices,
 )
 from tfrs_movies.models.base import ModelParams, Recommender
 from tfrs_movies.models.registry import build_model, get_model_class, register
@@ -103,18 +102,18 @@ def per_user_metric(
 ) -> tuple[np.ndarray, float]:
     """``scores`` (len(evaluator.users), N) -> (each evaluator user's ``metric`` (users,), their mean).
 
-    The mean is summed block by block as :meth:`FullRankingEvaluator.evaluate` sums it (the same
-    figure to the last digit, so a grid search over it picks what ``evaluate`` would)."""
+    The users are ranked by :meth:`FullRankingEvaluator.ranked_blocks` in the blocks ``evaluate`` uses
+    and the mean summed block by block as it sums it (the same figure to the last digit, so a grid
+    search over it picks what ``evaluate`` would)."""
     k = int(metric.split("@")[1])
     step = rows_per_block(len(evaluator.catalogue), 512, SCORE_BLOCK_BYTES)
     values, total = [], 0.0
-    for start in range(0, len(evaluator.users), step):
-        stop = min(start + step, len(evaluator.users))
-        block = np.array(scores[start:stop], dtype=np.float32, copy=True)
-        if evaluator.seen is not None:
-            seen = evaluator.seen[start:stop]
-            block[np.repeat(np.arange(stop - start), np.diff(seen.indptr)), seen.indices] = -np.inf
-        hits = sparse_hits(evaluator.relevant[start:stop], top_k_indices(block, k))
+
+    def by_user(users: np.ndarray) -> np.ndarray:
+        return scores[np.searchsorted(evaluator.users, users)]  # evaluator.users is sorted
+
+    for start, stop, top in evaluator.ranked_blocks(by_user, k, step):
+        hits = sparse_hits(evaluator.relevant[start:stop], top)
         value = ranking_metrics(hits, evaluator.n_relevant[start:stop], [k])[metric]
         values.append(value)
         total += float(value.sum())
