@@ -34,12 +34,12 @@ def test_the_pruner_section_is_read_and_checked():
 def test_the_median_pruner_stops_a_curve_below_the_finished_ones():
     pytest.importorskip("optuna")
     finished = ({0: 1.0, 1: 0.9, 2: 0.8}, {0: 1.1, 1: 0.95, 2: 0.85})
-    trial = local_trial(Pruning(PrunerSpec("median", 2, 1), "rmse", "minimize", finished))
+    trial = local_trial(Pruning(PrunerSpec("median", 2, 1), "rmse", finished))
     trial.report(3.0, 0)
     assert not trial.should_prune()  # epoch 0 is a warm-up step
     trial.report(2.5, 1)
     assert trial.should_prune()
-    early = local_trial(Pruning(PrunerSpec("median", 3, 0), "rmse", "minimize", finished))
+    early = local_trial(Pruning(PrunerSpec("median", 3, 0), "rmse", finished))
     early.report(9.0, 0)
     assert not early.should_prune()  # only 2 finished trials, 3 needed
 

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from tfrs_movies.evaluation.metrics_table import lower_is_better  # noqa: E402
 from tfrs_movies.io import atomic_file  # noqa: E402
+from tfrs_movies.tuning.search import study_direction  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -180,7 +181,7 @@ def param_importances(records: list[dict[str, Any]], metric: str, seed: int = 0)
         else:
             distributions[name] = CategoricalDistribution(sorted({_label(v) for v in values}))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize" if lower_is_better(metric) else "maximize")
+    study = optuna.create_study(direction=study_direction(metric))
     for r in records:
         params = {n: float(r["params"][n]) if isinstance(d, FloatDistribution) else _label(r["params"].get(n))
                   for n, d in distributions.items()}  # fmt: skip

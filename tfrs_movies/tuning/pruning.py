@@ -86,7 +86,6 @@ class Pruning:
 
     spec: PrunerSpec
     metric: str
-    direction: str  # "minimize" or "maximize"
     finished: tuple[Curve, ...] = field(default_factory=tuple)
 
 
@@ -115,12 +114,14 @@ def local_trial(pruning: Pruning) -> Any:
     """A trial of a private in-memory study that holds the finished curves, under the pruner."""
     import optuna
 
+    from tfrs_movies.tuning.search import study_direction  # search imports grid, which imports this
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = pruning.spec
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps
     )
-    study = optuna.create_study(direction=pruning.direction, pruner=pruner)
+    study = optuna.create_study(direction=study_direction(pruning.metric), pruner=pruner)
     for curve in pruning.finished:
         last = curve[max(curve)]
         study.add_trial(optuna.trial.create_trial(value=last, intermediate_values=dict(curve)))

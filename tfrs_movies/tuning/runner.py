@@ -38,6 +38,7 @@ from tfrs_movies.tuning.plots import (
     varied_params,
 )
 from tfrs_movies.tuning.pruning import Curve, Pruning, curve_of, default_pruner, finished_curves
+from tfrs_movies.tuning.search import OptunaSearch, study_direction
 from tfrs_movies.tuning.store import FAILED, OK, PRUNED, TuningDir
 from tfrs_movies.tuning.trial import init_worker, run_trial
 
@@ -137,10 +138,7 @@ class _OptunaSource:
 
     def __init__(self, space: SearchSpace, finished: dict[str, dict], pruned: dict[str, dict], metric: str,
                  budget: int, seed: int):  # fmt: skip
-        from tfrs_movies.tuning.search import OptunaSearch
-
-        goal = "minimize" if lower_is_better(metric) else "maximize"
-        self.search = OptunaSearch(space, goal, seed)
+        self.search = OptunaSearch(space, study_direction(metric), seed)
         self.space, self.metric, self.budget = space, metric, budget
         self.finished = {tid: r for tid, r in finished.items() if metric in r["valid"]}
         self.pruned = dict(pruned)
@@ -228,7 +226,6 @@ def tune(base: dict[str, Any], space: SearchSpace, options: TuneOptions, say=pri
     if spec.enabled:
         say(f"pruner: {spec.name} (after {spec.n_startup_trials} finished trials, from epoch "
             f"{spec.n_warmup_steps + 1}; models trained by epochs only)")  # fmt: skip
-    direction = "minimize" if lower_is_better(options.metric) else "maximize"
     curves = list(finished_curves(list(finished.values()), options.metric))
     result = TuneResult(store.root, reused=source.reused)
     threads = options.threads or max(1, (os.cpu_count() or 1) // max(1, options.workers))
@@ -247,7 +244,7 @@ def tune(base: dict[str, Any], space: SearchSpace, options: TuneOptions, say=pri
                 if job is None:
                     break
                 trial_dir = store.prepare(job.tid)
-                pruning = Pruning(spec, options.metric, direction, tuple(curves))
+                pruning = Pruning(spec, options.metric, tuple(curves))
                 config = _trial_config(base, job.overrides)
                 future = executor.submit(run_trial, config, str(trial_dir), pruning)
                 in_flight[future] = (job, time.time())

@@ -14,7 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from tfrs_movies.config import ConfigError
+from tfrs_movies.evaluation.metrics_table import lower_is_better
 from tfrs_movies.tuning.grid import SearchSpace, expand_grid
+
+
+def study_direction(metric: str) -> str:
+    """Optuna's ``direction`` for a study of ``metric``: ``"minimize"`` or ``"maximize"``."""
+    return "minimize" if lower_is_better(metric) else "maximize"
 
 
 def grid_points(space: SearchSpace) -> Iterator[dict[str, Any]]:
