@@ -154,7 +154,6 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-_flatten = flatten  # the old name, still used by tfrs_movies.tuning.store
 _DEFAULT_FLAT = flatten(DEFAULTS)
 
 

@@ -16,8 +16,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from tfrs_movies.config import flatten
 
 # The config keys an HParams session holds besides every ``model.*`` key (``model.params.*`` included).
 # A key whose value is None (e.g. ``data.split.train`` under a random split) is left out.
@@ -25,15 +28,6 @@ RUN_KEYS = (
     "data.name", "data.split.kind", "data.split.train", "data.split.test", "seed", "train.epochs",
     "train.batch_size", "train.learning_rate", "train.optimizer", "train.early_stopping.metric",
 )  # fmt: skip
-
-
-def _flat(section: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"<prefix>.a.b": 1}`` (lists kept as values)."""
-    out: dict[str, Any] = {}
-    for key, value in section.items():
-        name = f"{prefix}.{key}"
-        out.update(_flat(value, name) if isinstance(value, dict) else {name: value})
-    return out
 
 
 def _lookup(config: dict[str, Any], dotted: str) -> Any:
@@ -47,8 +41,9 @@ def run_hparams(config: dict[str, Any]) -> dict[str, Any]:
     """A run's hyperparameters for HParams: :data:`RUN_KEYS` and every ``model.*`` leaf of ``config``,
     by dotted name (``"model.embedding_dim"``: 64), None values left out."""
     keys = {key: _lookup(config, key) for key in RUN_KEYS}
-    keys.update(_flat(config["model"], "model"))
-    return {key: value for key, value in keys.items() if value is not None}
+    keys.update(flatten(config["model"], "model."))
+    # None values and empty sections (``model.params: {}``) are no hyperparameters
+    return {key: value for key, value in keys.items() if value is not None and value != {}}
 
 
 def run_figures(metrics: dict[str, Any]) -> dict[str, float]:
@@ -67,9 +62,30 @@ def write_run_hparams(logdir: str | Path, config: dict[str, Any], metrics: dict[
     No ``hparams_config`` is written: the HParams dashboard infers the hyperparameters and metrics from
     the sessions it finds, so a logdir holding several runs (of any models) lists them all.
     """
-    from tfrs_movies.tuning.hparams import write_session
-
     return write_session(Path(logdir), run_hparams(config), run_figures(metrics), session_id)
+
+
+def hparam_value(value: Any) -> bool | int | float | str:
+    """HParams take bool, number or string: lists and mappings become their JSON text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value)
+
+
+def write_session(path: Path, params: dict[str, Any], figures: dict[str, float], session_id: str) -> Path:
+    """One HParams session in the folder ``path`` (a run's or a tuning trial's): ``params`` (name ->
+    value; lists and mappings as their JSON text) and one scalar per figure (tag -> value, at step 0)."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    writer = tf.summary.create_file_writer(str(path))
+    with writer.as_default():
+        hp.hparams({name: hparam_value(v) for name, v in params.items()}, trial_id=session_id)
+        for scalar, value in figures.items():
+            tf.summary.scalar(scalar, value, step=0)
+    writer.flush()
+    writer.close()
+    return Path(path)
 
 
 def write_text(logdir: str | Path, tag: str, text: str, step: int) -> None:

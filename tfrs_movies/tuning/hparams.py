@@ -9,32 +9,10 @@ rewritten at the end of every invocation, so it lists every axis and every figur
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-
-def _value(value: Any) -> bool | int | float | str:
-    """HParams take bool, number or string: lists and mappings become their JSON text."""
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return json.dumps(value)
-
-
-def write_session(path: Path, params: dict[str, Any], figures: dict[str, float], session_id: str) -> Path:
-    """One HParams session in the folder ``path``: ``params`` (name -> value; lists and mappings as their
-    JSON text) and one scalar per figure (tag -> value, at step 0)."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
-
-    writer = tf.summary.create_file_writer(str(path))
-    with writer.as_default():
-        hp.hparams({name: _value(v) for name, v in params.items()}, trial_id=session_id)
-        for scalar, value in figures.items():
-            tf.summary.scalar(scalar, value, step=0)
-    writer.flush()
-    writer.close()
-    return Path(path)
+from tfrs_movies.training.tensorboard import hparam_value, write_session
 
 
 def write_trial(logdir: Path, record: dict[str, Any]) -> Path:
@@ -63,7 +41,7 @@ def write_config(logdir: Path, records: list[dict[str, Any]], metric: str) -> Pa
     values: dict[str, set] = {}
     for record in records:
         for name, value in record["params"].items():
-            values.setdefault(name, set()).add(_value(value))
+            values.setdefault(name, set()).add(hparam_value(value))
     hparams = []
     for name, seen in values.items():
         kinds = {type(v) for v in seen}

@@ -55,7 +55,7 @@ class TuningDir:
             atomic_write_json(manifest, {"base_config": base})
             return
         old = json.loads(manifest.read_text(encoding="utf-8"))["base_config"]
-        old_flat, new_flat = C._flatten(old), C._flatten(base)
+        old_flat, new_flat = C.flatten(old), C.flatten(base)
         # Keys on one side only are config keys added (or removed) by a newer version of the project.
         for key in sorted(set(old_flat) & set(new_flat)):
             if old_flat.get(key) != new_flat.get(key):
