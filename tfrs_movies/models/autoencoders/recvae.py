@@ -38,6 +38,7 @@ from tfrs_movies.models.autoencoders.rows import (
     AutoencoderParams,
     RowAutoencoderRecommender,
     RowNetwork,
+    check_above,
     check_at_least,
     multinomial_nll,
     normalised_input,
@@ -193,9 +194,7 @@ class RecVAERecommender(RowAutoencoderRecommender):
             super().validate()
             check_at_least(self, 1, "hidden", "depth", "encoder_epochs", "decoder_epochs")
             check_at_least(self, 0, "gamma", "beta")
-            if self.layer_norm_epsilon <= 0:
-                epsilon = self.layer_norm_epsilon
-                raise ValueError(f"config key 'model.params.layer_norm_epsilon' must be > 0, got {epsilon!r}")
+            check_above(self, 0, "layer_norm_epsilon")
             if len(self.mixture) != 3 or min(self.mixture) <= 0 or abs(sum(self.mixture) - 1) > 1e-6:
                 raise ValueError(
                     f"config key 'model.params.mixture' must be 3 positive weights summing to 1, "

@@ -115,6 +115,14 @@ def check_at_least(params: ModelParams, low: float, *keys: str) -> None:
             raise ValueError(f"config key 'model.params.{key}' must be >= {low:g}, got {value!r}")
 
 
+def check_above(params: ModelParams, low: float, *keys: str) -> None:
+    """ValueError naming the first of ``keys`` whose value is not above ``low``."""
+    for key in keys:
+        value = getattr(params, key)
+        if value <= low:
+            raise ValueError(f"config key 'model.params.{key}' must be > {low:g}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class AutoencoderParams(ModelParams):
     """Settings every user-row autoencoder shares: the ``latent`` code's width, the input dropout rate,

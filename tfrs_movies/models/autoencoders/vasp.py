@@ -47,6 +47,7 @@ from tfrs_movies.models.autoencoders.rows import (
     AutoencoderParams,
     RowAutoencoderRecommender,
     RowNetwork,
+    check_above,
     check_at_least,
 )
 from tfrs_movies.models.registry import register
@@ -198,9 +199,7 @@ class VASPRecommender(RowAutoencoderRecommender):
             if not 0 < self.focal_alpha < 1:
                 alpha = self.focal_alpha
                 raise ValueError(f"config key 'model.params.focal_alpha' must be in (0, 1), got {alpha!r}")
-            if self.layer_norm_epsilon <= 0:
-                epsilon = self.layer_norm_epsilon
-                raise ValueError(f"config key 'model.params.layer_norm_epsilon' must be > 0, got {epsilon!r}")
+            check_above(self, 0, "layer_norm_epsilon")
 
     def shallow_rank(self) -> int:
         """0 (a dense item-item matrix) up to ``max_dense_items`` movies, else ``params.shallow_rank``."""
