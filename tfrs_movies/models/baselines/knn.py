@@ -33,7 +33,12 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
-from tfrs_movies.models.baselines.biases import BiasedRatingModel, FactorBiasParams, non_negative
+from tfrs_movies.models.baselines.biases import (
+    BiasedRatingModel,
+    ClippedScorer,
+    FactorBiasParams,
+    non_negative,
+)
 from tfrs_movies.models.baselines.memory import require
 from tfrs_movies.models.registry import register
 from tfrs_movies.models.serving_parts import SeenRows, ServingParts, UserTable
@@ -101,8 +106,8 @@ def neighbour_terms(similarity: np.ndarray, residuals: np.ndarray, k: int, min_k
 
 
 class NeighbourScorer(tf.Module):
-    """``user_id (B,) -> (B, N)``: baseline plus the neighbourhood term, clipped, as
-    :meth:`KNNBaselineRecommender.score`; one user at a time (an (N, N) masked similarity each)."""
+    """``user_id (B,) -> (B, N)``: baseline plus the neighbourhood term (clipped by :class:`ClippedScorer`
+    to give :meth:`KNNBaselineRecommender.score`); one user at a time (an (N, N) masked similarity each)."""
 
     def __init__(self, model: KNNBaselineRecommender):
         super().__init__()
@@ -115,7 +120,6 @@ class NeighbourScorer(tf.Module):
         self.similarity = tf.Variable(model.similarity, trainable=False)
         self.k = min(int(model.params.k), len(model.catalogue))
         self.min_k = float(model.params.min_k)
-        self.low, self.high = (float(x) for x in model.rating_scale)
 
     def neighbours(self, row: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
         residual, rated = row  # (N,), (N,)
@@ -131,8 +135,7 @@ class NeighbourScorer(tf.Module):
     def __call__(self, user_id: tf.Tensor) -> tf.Tensor:
         rows = (self.residuals(user_id), self.rated(user_id))
         terms = tf.map_fn(self.neighbours, rows, fn_output_signature=tf.float32)
-        scores = self.baseline(user_id) + self.movie_bias[None, :] + terms
-        return tf.clip_by_value(scores, self.low, self.high)
+        return self.baseline(user_id) + self.movie_bias[None, :] + terms
 
 
 @register
@@ -236,4 +239,4 @@ class KNNBaselineRecommender(BiasedRatingModel):
         """Scorer form: each user's residual and rated rows (sparse, densified in-graph), the top ``k``
         rated neighbours of every movie by ``tf.math.top_k`` over the masked similarities, plus the
         biases, clipped as :meth:`score` is. An unknown user has no rated movies: ``mu + b_i``."""
-        return ServingParts(scorer=NeighbourScorer(self))
+        return ServingParts(scorer=ClippedScorer(NeighbourScorer(self), *self.rating_scale))
